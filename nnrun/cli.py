@@ -1,0 +1,66 @@
+"""The `nnrun` command: Hydra composes the config, `run` trains, and every error a user can fix
+prints as one line on stderr with a non-zero exit.
+
+Only Hydra and OmegaConf are imported here; torch comes in with `nnrun.run`, when a job starts,
+so `nnrun --cfg job` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from nnrun.errors import NnrunError, TrainingFailed
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
+def job(cfg: DictConfig) -> dict[str, Any] | None:
+    """One Hydra job. In a sweep, a failing job is recorded as failed and the sweep goes on."""
+    from nnrun.run import run
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return run(cfg, run_dir)
+    try:
+        return run(cfg, run_dir)
+    except Exception as err:
+        if not isinstance(err, NnrunError):
+            traceback.print_exc()
+        print(f"nnrun: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr)
+        metrics = run_dir / "metrics.json"
+        if not metrics.exists():  # a failure before training: record it for the summary
+            metrics.write_text(json.dumps({"status": "failed", "error": str(err)}, indent=2))
+        return None
+
+
+def one_line(err: Exception) -> str:
+    """Hydra's multi-line messages, folded to one line that ends with what to do."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, MissingConfigException) and err.options:
+        return f"{lines[0]}; choose one of: {', '.join(err.options)}"
+    return "; ".join(line for line in lines if not line.startswith("Set the environment"))
+
+
+def main() -> None:
+    """Entry point of the `nnrun` console script."""
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of printing them
+    try:
+        job()
+    except (NnrunError, HydraException, OmegaConfBaseException) as err:
+        if full_error:
+            raise
+        print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(1 if isinstance(err, TrainingFailed) or type(err).__name__ == "SweepFailed" else 2)

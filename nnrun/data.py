@@ -1,0 +1,243 @@
+"""Datasets as batch sources the trainer iterates over.
+
+Data that fits in memory (sine, MNIST, Cora) lives as tensors on the training device and is
+batched by indexing with a seeded permutation: no per-sample Python in the loop.
+`LoaderBatches` wraps a `torch.utils.data.DataLoader` for data that does not fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from nnrun.errors import DataError
+
+Batch = tuple[Tensor, ...]
+
+
+class Batches(Protocol):
+    """What the trainer needs of a split: its length and one pass over it."""
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[Batch]:
+        """Yield the batches of one pass; shuffled with `generator` if given, the first `skip` left out."""
+        ...
+
+    def to(self, device: torch.device, moved: dict[int, Tensor]) -> Batches: ...
+
+
+def _move(t: Tensor, device: torch.device, moved: dict[int, Tensor]) -> Tensor:
+    """Move `t` once: splits that share a tensor (a graph's features) keep sharing it."""
+    if id(t) not in moved:
+        moved[id(t)] = t.to(device)
+    return moved[id(t)]
+
+
+class TensorBatches:
+    """Mini-batches over tensors that share their first dimension.
+
+    Args:
+        *tensors: inputs, targets, ...; row i of each belongs to sample i.
+        batch_size: samples per batch; the last batch may be smaller unless `drop_last`.
+        shuffle: draw a new order each epoch from the generator the trainer passes in.
+        drop_last: leave out the last, smaller batch.
+    """
+
+    def __init__(self, *tensors: Tensor, batch_size: int, shuffle: bool = True,
+                 drop_last: bool = False) -> None:
+        assert tensors and all(len(t) == len(tensors[0]) for t in tensors)
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.tensors[0])
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch(self, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[Batch]:
+        n, bs = len(self.tensors[0]), self.batch_size
+        order = None
+        if self.shuffle and generator is not None:
+            order = torch.randperm(n, generator=generator).to(self.tensors[0].device)
+        for i in range(skip, len(self)):
+            if order is None:
+                yield tuple(t[i * bs:(i + 1) * bs] for t in self.tensors)
+            else:
+                idx = order[i * bs:(i + 1) * bs]
+                yield tuple(t[idx] for t in self.tensors)
+
+    def to(self, device: torch.device, moved: dict[int, Tensor]) -> TensorBatches:
+        tensors = (_move(t, device, moved) for t in self.tensors)
+        return TensorBatches(*tensors, batch_size=self.batch_size, shuffle=self.shuffle,
+                             drop_last=self.drop_last)
+
+
+class FullBatch:
+    """A single batch holding the whole split, e.g. a graph with the mask of its split."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return 1
+
+    def epoch(self, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[Batch]:
+        if skip == 0:
+            yield self.tensors
+
+    def to(self, device: torch.device, moved: dict[int, Tensor]) -> FullBatch:
+        return FullBatch(*(_move(t, device, moved) for t in self.tensors))
+
+
+class LoaderBatches:
+    """A DataLoader, for data that does not fit in memory; batches move to the device as they come.
+
+    The loader is rebuilt each epoch with the trainer's generator, so shuffling stays seeded and
+    resumable like `TensorBatches`.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True,
+                 num_workers: int = 0, device: torch.device | None = None) -> None:
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.num_workers, self.device = num_workers, device
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def epoch(self, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[Batch]:
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+            shuffle=self.shuffle and generator is not None, generator=generator,
+            pin_memory=self.device is not None and self.device.type == "cuda")
+        for batch in itertools.islice(loader, skip, None):
+            yield tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def to(self, device: torch.device, moved: dict[int, Tensor]) -> LoaderBatches:
+        return LoaderBatches(self.dataset, self.batch_size, self.shuffle, self.num_workers, device)
+
+
+@dataclass
+class Data:
+    """The splits of a dataset and the sizes a model needs from it.
+
+    `dims` goes to the model's constructor at the call site: `in_shape` (one sample's shape)
+    and `out_features` (targets per sample, or classes).
+    """
+
+    train: Batches
+    val: Batches
+    test: Batches | None = None
+    dims: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> Data:
+        moved: dict[int, Tensor] = {}
+        test = self.test.to(device, moved) if self.test is not None else None
+        return Data(self.train.to(device, moved), self.val.to(device, moved), test, self.dims)
+
+
+def data_root(root: str | None) -> Path:
+    """`data.root` if set, else a per-user cache directory."""
+    if root:
+        return Path(root).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "nnrun"
+
+
+def sine(n_points: int = 1000, period: float = 50.0, noise: float = 0.1, window: int = 20,
+         val_fraction: float = 0.2, batch_size: int = 32, seed: int = 0) -> Data:
+    """A noisy sine wave cut into sliding windows; predict the point after each window.
+
+    The split is chronological: the last `val_fraction` of windows validate.
+    """
+    if window >= n_points:
+        raise DataError(f"data.window={window} must be smaller than data.n_points={n_points}")
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n_points, dtype=torch.float32)
+    series = torch.sin(2 * math.pi * t / period) + noise * torch.randn(n_points, generator=g)
+    windows = series.unfold(0, window + 1, 1)           # (N, window + 1)
+    x = windows[:, :window].unsqueeze(-1).contiguous()  # (N, window, 1)
+    y = windows[:, window:].contiguous()                # (N, 1)
+    n_train = round(len(x) * (1 - val_fraction))
+    if not 0 < n_train < len(x):
+        raise DataError(f"data.val_fraction={val_fraction} leaves no train or no val windows")
+    return Data(
+        train=TensorBatches(x[:n_train], y[:n_train], batch_size=batch_size),
+        val=TensorBatches(x[n_train:], y[n_train:], batch_size=batch_size, shuffle=False),
+        dims={"in_shape": (window, 1), "out_features": 1},
+    )
+
+
+def _missing(name: str, root: Path, where: str, download: bool, err: Exception) -> DataError:
+    tried = "a download failed (offline?)" if download else "data.download=false"
+    return DataError(
+        f"data.root={root} holds no {name} ({tried}: {str(err).splitlines()[0][:120]}); put the "
+        f"files in {root / where} or run online with data.download=true to fetch them")
+
+
+def mnist(root: str | None = None, batch_size: int = 64, val_size: int = 5000,
+          normalize: bool = True, download: bool = True, seed: int = 0) -> Data:
+    """MNIST as (N, 1, 28, 28) float tensors from torchvision's files under `root/MNIST/raw`.
+
+    `val_size` images are held out of the training set (a seeded split); with `val_size=0`
+    the test set validates, as many textbooks do.
+    """
+    from torchvision.datasets import MNIST
+
+    path = data_root(root)
+    try:
+        train, test = (MNIST(str(path), train=t, download=download) for t in (True, False))
+    except (RuntimeError, OSError, ValueError) as err:
+        raise _missing("MNIST", path, "MNIST/raw", download, err) from None
+
+    def images(ds: MNIST) -> Tensor:
+        x = ds.data.unsqueeze(1).float().div_(255)      # (N, 1, 28, 28)
+        return x.sub_(0.1307).div_(0.3081) if normalize else x
+
+    x, y = images(train), train.targets
+    x_test, y_test = images(test), test.targets
+    if not 0 <= val_size < len(x):
+        raise DataError(f"data.val_size={val_size} must be in [0, {len(x)})")
+    test_split = TensorBatches(x_test, y_test, batch_size=batch_size, shuffle=False)
+    if val_size:
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        tr, va = order[val_size:], order[:val_size]
+        val = TensorBatches(x[va], y[va], batch_size=batch_size, shuffle=False)
+        x, y = x[tr], y[tr]
+    else:
+        val = test_split
+    return Data(train=TensorBatches(x, y, batch_size=batch_size), val=val, test=test_split,
+                dims={"in_shape": (1, 28, 28), "out_features": 10})
+
+
+def cora(root: str | None = None, normalize_features: bool = True, download: bool = True) -> Data:
+    """Cora through PyTorch Geometric's Planetoid (`root/Cora/raw`): one graph, split by masks.
+
+    Every split is the whole graph plus its mask; train, val and test share one copy of it.
+    """
+    from torch_geometric.datasets import Planetoid
+
+    path = data_root(root)
+    raw = path / "Cora" / "raw"
+    if not download and not raw.is_dir():
+        raise _missing("Cora", path, "Cora/raw", download, FileNotFoundError(str(raw)))
+    try:
+        graph = Planetoid(str(path), "Cora")[0]
+    except Exception as err:  # PyG raises URLError, OSError, or its own errors offline
+        raise _missing("Cora", path, "Cora/raw", download, err) from None
+    x = graph.x
+    if normalize_features:
+        x = x / x.sum(1, keepdim=True).clamp(min=1)
+    train, val, test = (FullBatch(x, graph.edge_index, graph.y, mask)
+                        for mask in (graph.train_mask, graph.val_mask, graph.test_mask))
+    return Data(train=train, val=val, test=test,
+                dims={"in_shape": (x.shape[1],), "out_features": int(graph.y.max()) + 1})

@@ -1,0 +1,21 @@
+"""Errors a user can fix: the command line prints them as one line and exits non-zero."""
+
+
+class NnrunError(Exception):
+    """Base class: the message names the key or file and what to do."""
+
+
+class ConfigError(NnrunError):
+    """A configuration value is wrong or impossible."""
+
+
+class DataError(NnrunError):
+    """A dataset cannot be found or read."""
+
+
+class CheckpointError(NnrunError):
+    """A checkpoint is missing, unreadable, or belongs to another run."""
+
+
+class TrainingFailed(NnrunError):
+    """Training stopped on a non-finite loss; the last good checkpoint is kept."""

@@ -1,0 +1,176 @@
+"""`run(cfg, run_dir)`: build every component from a composed config and train once.
+
+Setup is a row of small helpers, one component each. Every check that can fail on bad input
+runs here, before anything is written to the run directory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nnrun import checkpoint
+from nnrun.console import ProgressBar, print_config, print_summary
+from nnrun.errors import ConfigError, NnrunError, TrainingFailed
+from nnrun.logger import TensorBoardLogger
+from nnrun.trainer import Trainer, TrainerConfig, total_steps
+
+GROUPS = ("model", "data", "task", "optimizer", "schedule", "device", "trainer")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU; `cuda` and `cpu` insist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: no CUDA device is available here; use device=cpu or "
+                          "device=auto")
+    return torch.device(name)
+
+
+def _numeric(param: inspect.Parameter) -> bool:
+    default = param.default
+    if isinstance(default, bool):
+        return False
+    if isinstance(default, int | float):
+        return True
+    return bool(re.search(r"\b(int|float)\b", str(param.annotation)))
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check values against their constructors' signatures and the rules a run depends on."""
+    for group in GROUPS:
+        node = cfg[group]
+        try:
+            params = inspect.signature(get_object(node._target_)).parameters
+        except Exception as err:
+            raise ConfigError(f"{group}._target_={node._target_!r} cannot be imported ({err})") from None
+        for key, value in node.items():
+            if key.startswith("_"):
+                continue
+            if key not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                raise ConfigError(f"{group}.{key} is not an argument of {node._target_}; "
+                                  f"remove it or use one of: {', '.join(params)}")
+            if key in params and _numeric(params[key]) and isinstance(value, str):
+                raise ConfigError(f"{group}.{key}={value!r} is not a number; pass e.g. "
+                                  f"{group}.{key}={params[key].default}")
+    rules = [("optimizer.lr", lambda v: v > 0, "must be > 0, e.g. optimizer.lr=0.001"),
+             ("data.batch_size", lambda v: v > 0, "must be > 0, e.g. data.batch_size=32"),
+             ("trainer.epochs", lambda v: v >= 0, "must be >= 0, e.g. trainer.epochs=10")]
+    for key, ok, fix in rules:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{key}={value} {fix}")
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate`, with a constructor's own NnrunError passed through unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, NnrunError):
+            raise cause from None
+        raise ConfigError(f"{node._target_}: {cause or err}") from None
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resume_path(resume: str | None, run_dir: Path) -> Path | None:
+    """`auto` = this run directory's last.pt if there is one; a path must exist."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = run_dir / "checkpoints" / "last.pt"
+        return last if last.exists() else None
+    return Path(resume).expanduser()
+
+
+def hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved hyperparameters, flattened to `group.key` with TensorBoard-friendly values."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else k)
+        elif node is None or isinstance(node, list | tuple):
+            flat[prefix] = str(node)
+        else:
+            flat[prefix] = node
+
+    walk({k: v for k, v in config.items() if k != "hydra"}, "")
+    return flat
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train the configured job in `run_dir`; return its status and final metrics.
+
+    Raises:
+        NnrunError: on bad input (before anything is written) or a failed run (after
+            metrics.json records it).
+    """
+    validate(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    trainer_cfg: TrainerConfig = build(cfg.trainer)
+    seed_everything(cfg.seed, trainer_cfg.deterministic)
+    device = build(cfg.device)
+    task = build(cfg.task)
+    metric_names = [f"val/{m}" for m in task.metric_names]
+    if trainer_cfg.monitor not in metric_names:
+        raise ConfigError(f"trainer.monitor={trainer_cfg.monitor} is not a metric of this task; "
+                          f"use one of {', '.join(metric_names)}")
+    data = build(cfg.data).to(device)
+    model = build(cfg.model, **data.dims).to(device)
+    optimizer = build(cfg.optimizer, params=model.parameters())
+    schedule = build(cfg.schedule, optimizer=optimizer,
+                     total_steps=total_steps(trainer_cfg, len(data.train)))
+    trainer = Trainer(trainer_cfg, model, task, data, optimizer, schedule, run_dir, device,
+                      seed=cfg.seed, config=config)
+    path = resume_path(trainer_cfg.resume, run_dir)
+    if path is not None:
+        state = checkpoint.load(path)
+        checkpoint.check_model(state, path, model, config["model"])
+        trainer.restore(state)
+
+    if trainer_cfg.progress:
+        print_config(config)
+    logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step if path else None)
+    progress = ProgressBar(trainer_cfg.progress, trainer.total_steps, trainer.step,
+                           trainer_cfg.epochs)
+    try:
+        result = trainer.fit(logger, progress)
+    finally:
+        progress.close()
+    best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
+    metrics = {k: v for k, v in result.items() if isinstance(v, float) and "/" in k}
+    logger.log_hparams(hparams(config), metrics)
+    logger.close()
+    checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
+    if trainer_cfg.progress:
+        print_summary(result, best, run_dir)
+    if result["status"] == "failed":
+        raise TrainingFailed(f"{result['error']} ({run_dir / 'checkpoints' / 'last.pt'}); "
+                             "lower optimizer.lr or set trainer.clip_grad_norm")
+    return {**result, **best}

@@ -1,0 +1,83 @@
+"""Learning-rate schedules: torch schedulers plus when to step them.
+
+Each builder takes the optimizer and the run's length at the call site
+(`instantiate(cfg.schedule, optimizer=..., total_steps=...)`)
+and its own hyperparameters from YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from torch.optim import Optimizer, lr_scheduler
+
+
+class Schedule:
+    """A torch scheduler that steps after every optimizer step, every epoch, or every evaluation.
+
+    Args:
+        scheduler: the torch scheduler.
+        interval: "step", "epoch", or "eval" (then it steps on the metric named `monitor`).
+        monitor: the metric a plateau schedule watches, e.g. "val/loss".
+    """
+
+    def __init__(self, scheduler: lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau,
+                 interval: Literal["step", "epoch", "eval"], monitor: str | None = None) -> None:
+        self.scheduler, self.interval, self.monitor = scheduler, interval, monitor
+
+    def after_step(self) -> None:
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.interval == "epoch":
+            self.scheduler.step()
+
+    def after_eval(self, metrics: dict[str, float]) -> None:
+        if self.interval == "eval":
+            self.scheduler.step(metrics[self.monitor])
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def constant(optimizer: Optimizer, total_steps: int) -> Schedule:
+    """Keep optimizer.lr throughout."""
+    return Schedule(lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
+
+
+def step(optimizer: Optimizer, total_steps: int, step_size: int = 10,
+         gamma: float = 0.1) -> Schedule:
+    """Multiply the rate by `gamma` every `step_size` epochs."""
+    return Schedule(lr_scheduler.StepLR(optimizer, step_size, gamma), "epoch")
+
+
+def exponential(optimizer: Optimizer, total_steps: int,
+                gamma: float = 0.95) -> Schedule:
+    """Multiply the rate by `gamma` after every epoch."""
+    return Schedule(lr_scheduler.ExponentialLR(optimizer, gamma), "epoch")
+
+
+def cosine(optimizer: Optimizer, total_steps: int,
+           eta_min: float = 0.0) -> Schedule:
+    """Cosine annealing from optimizer.lr to `eta_min` over the run's optimizer steps."""
+    return Schedule(lr_scheduler.CosineAnnealingLR(optimizer, max(total_steps, 1), eta_min), "step")
+
+
+def plateau(optimizer: Optimizer, total_steps: int, monitor: str = "val/loss",
+            mode: str = "min", factor: float = 0.1, patience: int = 5) -> Schedule:
+    """Multiply the rate by `factor` when `monitor` stops improving for `patience` evaluations."""
+    scheduler = lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor,
+                                               patience=patience)
+    return Schedule(scheduler, "eval", monitor)
+
+
+def onecycle(optimizer: Optimizer, total_steps: int, max_lr: float = 0.01,
+             pct_start: float = 0.3) -> Schedule:
+    """The one-cycle policy (warm up to `max_lr`, then anneal) over the run's optimizer steps."""
+    scheduler = lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1),
+                                        pct_start=pct_start)
+    return Schedule(scheduler, "step")

@@ -1,0 +1,111 @@
+"""Tasks turn a batch into a loss (training) and into summable statistics (evaluation).
+
+The trainer never looks inside a batch: the data option picks its task in YAML
+(`conf/task/`), and the task knows how to call the model on that data's batches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nnrun.data import Batch, Batches
+
+
+class Task:
+    """The interface: `loss` for a training step, `eval_stats` + `metrics` for evaluation."""
+
+    metric_names: tuple[str, ...] = ("loss",)
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+        """Statistics of one batch that add up over batches (sums and counts, on the device)."""
+        raise NotImplementedError
+
+    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        """Metrics from the summed statistics of a whole split."""
+        raise NotImplementedError
+
+    def figures(self, model: nn.Module, batches: Batches) -> dict:
+        """Matplotlib figures worth a look in TensorBoard, by tag; none by default."""
+        return {}
+
+
+class Regression(Task):
+    """Real-valued targets: MSE loss; MSE, MAE, RMSE and R² on evaluation."""
+
+    metric_names = ("loss", "mse", "mae", "rmse", "r2")
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        x, y = batch
+        return F.mse_loss(model(x), y)
+
+    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+        x, y = batch
+        y = y.double()
+        err = model(x).double() - y
+        return {"n": torch.tensor(y.numel(), device=y.device), "se": err.square().sum(),
+                "ae": err.abs().sum(), "y": y.sum(), "yy": y.square().sum()}
+
+    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        n, se, ae, y, yy = (float(stats[k]) for k in ("n", "se", "ae", "y", "yy"))
+        mse = se / n
+        variance = yy / n - (y / n) ** 2
+        r2 = 1 - mse / variance if variance > 0 else float("nan")
+        return {"loss": mse, "mse": mse, "mae": ae / n, "rmse": math.sqrt(mse), "r2": r2}
+
+    @torch.no_grad()
+    def figures(self, model: nn.Module, batches: Batches) -> dict:
+        """Prediction against truth over the split, in order: a forecast plot for series."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        model.eval()
+        pairs = [(model(x)[:, 0], y[:, 0]) for x, y in batches.epoch()]
+        pred = torch.cat([p for p, _ in pairs]).float().cpu()
+        true = torch.cat([t for _, t in pairs]).float().cpu()
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.plot(true.numpy(), label="truth", lw=1)
+        ax.plot(pred.numpy(), label="prediction", lw=1)
+        ax.set_xlabel("sample (in order)")
+        ax.legend()
+        fig.tight_layout()
+        return {"val/forecast": fig}
+
+
+class Classification(Task):
+    """Class labels: cross-entropy loss; loss and accuracy on evaluation."""
+
+    metric_names = ("loss", "acc")
+
+    def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        return model(x), y
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        return F.cross_entropy(*self.logits_and_targets(model, batch))
+
+    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+        logits, y = self.logits_and_targets(model, batch)
+        return {"n": torch.tensor(len(y), device=y.device),
+                "loss": F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                "correct": (logits.argmax(1) == y).sum()}
+
+    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        n = float(stats["n"])
+        return {"loss": float(stats["loss"]) / n, "acc": float(stats["correct"]) / n}
+
+
+class NodeClassification(Classification):
+    """Classification of a graph's nodes: the model sees the whole graph, the mask picks the split."""
+
+    def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        x, edge_index, y, mask = batch
+        return model(x, edge_index)[mask], y[mask]

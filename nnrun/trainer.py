@@ -1,0 +1,249 @@
+"""The one training loop: every model, dataset and experiment runs through `Trainer.fit`.
+
+What differs between kinds of task (images, windows, a graph with masks) lives in the task
+object; what differs between runs lives in `TrainerConfig`. The loop itself stays inline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnrun import checkpoint
+from nnrun.console import ProgressBar
+from nnrun.data import Batches, Data
+from nnrun.errors import ConfigError
+from nnrun.logger import TensorBoardLogger
+from nnrun.schedules import Schedule
+from nnrun.tasks import Task
+
+
+@dataclass
+class TrainerConfig:
+    """How long to train, when to evaluate and log, what to monitor. Defaults live in
+    `conf/trainer/default.yaml`; the fields are documented there."""
+
+    epochs: int = 20
+    max_steps: int | None = None
+    eval_every: int = 1
+    eval_every_steps: int | None = None
+    log_every: int = 10
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int | None = None
+    min_delta: float = 0.0
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    deterministic: bool = False
+    bf16: bool = False
+    compile: bool = False
+    resume: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = {"eval_every": self.eval_every, "log_every": self.log_every,
+                    "max_steps": self.max_steps, "eval_every_steps": self.eval_every_steps,
+                    "patience": self.patience}
+        for key, value in positive.items():
+            if value is not None and value <= 0:
+                raise ConfigError(f"trainer.{key}={value} must be positive (or null where allowed)")
+        if self.epochs < 0:
+            raise ConfigError(f"trainer.epochs={self.epochs} must be >= 0; pass e.g. trainer.epochs=10")
+        if self.mode not in ("min", "max"):
+            raise ConfigError(f"trainer.mode={self.mode!r} must be min or max")
+
+
+def total_steps(cfg: TrainerConfig, batches_per_epoch: int) -> int:
+    """Optimizer steps the run will take: all epochs, or `max_steps` if that comes first."""
+    steps = cfg.epochs * batches_per_epoch
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite at `step`."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"the training loss became NaN or infinite at step {step}")
+        self.step = step
+
+
+class Trainer:
+    """Fits `model` on `data` for `task`, evaluating, logging and checkpointing as `cfg` says.
+
+    Args:
+        cfg: loop settings.
+        model, task, data, optimizer, schedule: the built components, data on `device`.
+        logger: TensorBoard logger (created after any resume checkpoint has been checked).
+        run_dir: the run directory; checkpoints go to `run_dir/checkpoints/`.
+        seed: seeds the generator that draws the data order.
+        config: the resolved run config (plain dict), stored in checkpoints.
+    """
+
+    def __init__(self, cfg: TrainerConfig, model: nn.Module, task: Task, data: Data,
+                 optimizer: torch.optim.Optimizer, schedule: Schedule, run_dir: Path,
+                 device: torch.device, seed: int, config: dict[str, Any]) -> None:
+        self.cfg, self.model, self.task, self.data = cfg, model, task, data
+        self.optimizer, self.schedule, self.device = optimizer, schedule, device
+        self.total_steps = total_steps(cfg, len(data.train))
+        self.ckpt_dir, self.config = run_dir / "checkpoints", config
+        self.forward_model = torch.compile(model) if cfg.compile else model
+        self.data_rng = torch.Generator().manual_seed(seed)
+        self.epoch = self.step = self.batch_in_epoch = 0
+        self.best: float | None = None
+        self.bad_evals = 0
+        self.metrics: dict[str, float] = {}
+        self._eval_step = self._saved_step = -1
+        self._epoch_order = self.data_rng.get_state()  # data-order state this epoch started from
+        self._losses = torch.zeros(cfg.log_every, device=device)  # recent losses, not yet synced
+        self._n_losses = 0
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def fit(self, logger: TensorBoardLogger, progress: ProgressBar) -> dict[str, Any]:
+        """Train until `epochs`, `max_steps` or early stopping; returns status and final metrics."""
+        cfg, self.logger, self.progress = self.cfg, logger, progress
+        start, status, error = time.perf_counter(), "completed", None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        try:
+            while self.epoch < cfg.epochs and self.step < self.total_steps:
+                epoch_start = time.perf_counter()
+                self.model.train()
+                if self.batch_in_epoch == 0:
+                    self._epoch_order = self.data_rng.get_state()
+                for batch in self.data.train.epoch(self.data_rng, skip=self.batch_in_epoch):
+                    with self._autocast():
+                        loss = self.task.loss(self.forward_model, batch)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+                    if cfg.clip_grad_value is not None:
+                        nn.utils.clip_grad_value_(params, cfg.clip_grad_value)
+                    self.optimizer.step()
+                    self.schedule.after_step()
+                    self._losses[self._n_losses] = loss.detach()  # no host sync here
+                    self._n_losses += 1
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    if self._n_losses == cfg.log_every:
+                        self._flush_losses()
+                    if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
+                        if self._validate():
+                            status = "stopped_early"
+                            break
+                    if self.step >= self.total_steps:
+                        break
+                self._flush_losses()
+                if status == "stopped_early":
+                    break
+                if self.batch_in_epoch < len(self.data.train):  # max_steps ended it mid-epoch
+                    break
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self.logger.log("time/epoch_s", time.perf_counter() - epoch_start, self.step)
+                self.schedule.after_epoch()
+                last = self.epoch == cfg.epochs or self.step >= self.total_steps
+                stop = (self.epoch % cfg.eval_every == 0 or last) and self._validate()
+                self._save("last.pt")
+                if stop:
+                    status = "stopped_early"
+                    break
+            if self._eval_step != self.step:  # the run did not end on an evaluation
+                self._validate()
+            if self._saved_step != self.step:
+                self._save("last.pt")
+        except NonFiniteLoss as err:
+            status, error = "failed", f"{err}; kept the last good checkpoint"
+        result: dict[str, Any] = {"status": status, "epochs": self.epoch, "steps": self.step}
+        if status != "failed":
+            result.update(self.metrics)
+            if self.data.test is not None:
+                test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
+                self.logger.log_dict(test, self.step)
+                result.update(test)
+            for tag, figure in self.task.figures(self.model, self.data.val).items():
+                self.logger.log_figure(tag, figure, self.step)
+        else:
+            result["error"] = error
+        result["wall_s"] = time.perf_counter() - start
+        return result
+
+    def _flush_losses(self) -> None:
+        """Sync the buffered losses once: log their mean, or stop on the first non-finite one."""
+        if self._n_losses == 0:
+            return
+        losses = self._losses[:self._n_losses].float().cpu()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            raise NonFiniteLoss(self.step - self._n_losses + int(bad[0]) + 1)
+        mean = losses.mean().item()
+        self._n_losses = 0
+        self.metrics["train/loss"] = mean
+        self.logger.log("train/loss", mean, self.step)
+        self.logger.log("lr", self.optimizer.param_groups[0]["lr"], self.step)
+        self.progress.update(self.step, self.epoch, mean)
+
+    @torch.no_grad()
+    def evaluate(self, batches: Batches) -> dict[str, float]:
+        """The task's metrics over one split, in order."""
+        self.model.eval()
+        totals: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            for batch in batches.epoch():
+                for key, value in self.task.eval_stats(self.forward_model, batch).items():
+                    totals[key] = totals[key] + value if key in totals else value
+        self.model.train()
+        return self.task.metrics(totals)
+
+    def _validate(self) -> bool:
+        """Evaluate on the validation split, track the best, save best.pt; True = stop early."""
+        self._flush_losses()  # a non-finite loss stops here, before a broken model is saved
+        metrics = {f"val/{k}": v for k, v in self.evaluate(self.data.val).items()}
+        self.logger.log_dict(metrics, self.step)
+        self.metrics.update(metrics)
+        self._eval_step = self.step
+        self.schedule.after_eval(metrics)
+        value = metrics[self.cfg.monitor]
+        sign = 1 if self.cfg.mode == "min" else -1
+        if self.best is None or sign * (self.best - value) > self.cfg.min_delta:
+            self.best, self.bad_evals = value, 0
+            self._save("best.pt")
+        else:
+            self.bad_evals += 1
+        return self.cfg.patience is not None and self.bad_evals >= self.cfg.patience
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.cfg.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def _save(self, name: str) -> None:
+        if name == "last.pt":
+            self._saved_step = self.step
+        order = self._epoch_order if self.batch_in_epoch else self.data_rng.get_state()
+        checkpoint.save({
+            "format": checkpoint.FORMAT, "version": checkpoint.VERSION,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
+            "best": self.best, "bad_evals": self.bad_evals,
+            "rng": checkpoint.rng_state(order), "config": self.config,
+        }, self.ckpt_dir / name)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue exactly where `state` (from `checkpoint.load`) left off."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.batch_in_epoch, self.best = state["batch_in_epoch"], state["best"]
+        self.bad_evals = state["bad_evals"]
+        checkpoint.set_rng_state(state["rng"], self.data_rng)
+        self._epoch_order = self.data_rng.get_state()
