@@ -14,24 +14,27 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from nnrun.errors import ConfigError, NnrunError
+from nnrun.errors import ConfigError, NnrunError, PastHydra
 
 
 class RunDirGuard(Callback):
     """Refuse to start a fresh run in a directory that already holds one, before Hydra writes
-    anything there: continuing it takes `trainer.resume=auto`."""
+    anything there: continuing it takes `trainer.resume=auto`. (A PastHydra, because Hydra
+    turns a callback's Exception into a warning and starts the run anyway.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         taken = [p for p in ("checkpoints/last.pt", "metrics.json") if (run_dir / p).exists()]
         if taken and config.trainer.resume is None:
-            raise ConfigError(f"hydra.run.dir={run_dir} already holds a run ({taken[0]}); pass "
-                              "trainer.resume=auto to continue it, or choose another directory")
+            raise PastHydra(ConfigError(
+                f"hydra.run.dir={run_dir} already holds a run ({taken[0]}); pass "
+                "trainer.resume=auto to continue it, or choose another directory"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if (sweep_dir / "summary.csv").exists():
-            raise ConfigError(f"hydra.sweep.dir={sweep_dir} already holds a sweep; choose another")
+            raise PastHydra(ConfigError(
+                f"hydra.sweep.dir={sweep_dir} already holds a sweep; choose another"))
 
 
 class SweepFailed(NnrunError):
@@ -75,7 +78,7 @@ def summary_tables(rows: list[dict[str, Any]]) -> tuple[list[str], str, str]:
 
 class SweepSummary(Callback):
     """After a sweep: summary.csv and summary.md in the sweep directory, the same table on the
-    console, and a non-zero exit if any job failed."""
+    console, and a non-zero exit if any job failed (a PastHydra, as in RunDirGuard)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
@@ -96,5 +99,6 @@ class SweepSummary(Callback):
         Console().print(table)
         failed = [row["job"] for row in rows if row["status"] == "failed"]
         if failed:
-            raise SweepFailed(f"{len(failed)} of {len(rows)} jobs failed (jobs "
-                              f"{', '.join(map(str, failed))}); see {sweep_dir / 'summary.md'}")
+            raise PastHydra(SweepFailed(f"{len(failed)} of {len(rows)} jobs failed (jobs "
+                                        f"{', '.join(map(str, failed))}); see "
+                                        f"{sweep_dir / 'summary.md'}"))

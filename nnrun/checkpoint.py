@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def load(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"trainer.resume: {path} holds objects other than tensors and plain values and was "
-            f"not loaded ({str(err).splitlines()[0][:100]}); only nnrun checkpoints resume") from None
+            f"not loaded ({_refused(err)}); pass a checkpoints/last.pt or best.pt of an nnrun "
+            "run") from None
     except Exception as err:
         raise CheckpointError(f"trainer.resume: {path} is not a checkpoint ({type(err).__name__}); "
                               "pass a checkpoints/last.pt or best.pt of an earlier run") from None
@@ -82,6 +84,13 @@ def load(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"trainer.resume: {path} is damaged: missing keys {missing}, "
                               f"unknown keys {unknown}")
     return state
+
+
+def _refused(err: Exception) -> str:
+    """What torch's weights-only unpickler refused, from its long message (ANSI bold and all)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines()]
+    found = [line.split(". ")[0] for line in lines if "Unsupported global" in line]
+    return (found or [line for line in lines if line] or [type(err).__name__])[0][:160]
 
 
 def _diff(a: Any, b: Any, prefix: str) -> list[str]:

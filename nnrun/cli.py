@@ -11,6 +11,8 @@ import json
 import os
 import sys
 import traceback
+import warnings
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from nnrun.errors import NnrunError, TrainingFailed
+from nnrun.errors import NnrunError, PastHydra, TrainingFailed
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
@@ -32,7 +34,10 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return run(cfg, run_dir)
+        try:
+            return run(cfg, run_dir)
+        except NnrunError as err:  # main() prints it; Hydra would add an "Error executing" line
+            raise PastHydra(err) from None
     try:
         return run(cfg, run_dir)
     except Exception as err:
@@ -45,11 +50,20 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
         return None
 
 
+def group_options(group: str) -> list[str]:
+    """Every option of a config group, nested ones (`experiment=examples/mnist_cnn`) included."""
+    root = files("nnrun.conf") / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in Path(root).glob("**/*.yaml"))
+
+
 def one_line(err: Exception) -> str:
     """Hydra's multi-line messages, folded to one line that ends with what to do."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    if isinstance(err, MissingConfigException) and err.options:
-        return f"{lines[0]}; choose one of: {', '.join(err.options)}"
+    missing = getattr(err, "missing_cfg_file", None) or ""
+    if isinstance(err, MissingConfigException) and "/" in missing:
+        options = err.options or group_options(missing.split("/")[0])  # Hydra lists no nested ones
+        if options:
+            return f"{lines[0]}; choose one of: {', '.join(options)}"
     return "; ".join(line for line in lines if not line.startswith("Set the environment"))
 
 
@@ -57,8 +71,13 @@ def main() -> None:
     """Entry point of the `nnrun` console script."""
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of printing them
+    # PyG (Cora, GCN) calls torch.jit.script as it is imported: a warning no user can act on
+    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
     try:
-        job()
+        try:
+            job()
+        except PastHydra as carried:
+            raise carried.error from None
     except (NnrunError, HydraException, OmegaConfBaseException) as err:
         if full_error:
             raise

@@ -7,7 +7,6 @@ batched by indexing with a seeded permutation: no per-sample Python in the loop.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -102,8 +101,8 @@ class FullBatch:
 class LoaderBatches:
     """A DataLoader, for data that does not fit in memory; batches move to the device as they come.
 
-    The loader is rebuilt each epoch with the trainer's generator, so shuffling stays seeded and
-    resumable like `TensorBatches`.
+    Each epoch's order is one permutation drawn from the trainer's generator, exactly as in
+    `TensorBatches`, so shuffling stays seeded and a resumed run sees the same batches.
     """
 
     def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True,
@@ -115,11 +114,14 @@ class LoaderBatches:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def epoch(self, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[Batch]:
+        n = len(self.dataset)
+        shuffled = self.shuffle and generator is not None
+        order = torch.randperm(n, generator=generator) if shuffled else torch.arange(n)
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-            shuffle=self.shuffle and generator is not None, generator=generator,
+            self.dataset, batch_size=self.batch_size, sampler=order[skip * self.batch_size:].tolist(),
+            num_workers=self.num_workers,
             pin_memory=self.device is not None and self.device.type == "cuda")
-        for batch in itertools.islice(loader, skip, None):
+        for batch in loader:
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)
 
     def to(self, device: torch.device, moved: dict[int, Tensor]) -> LoaderBatches:

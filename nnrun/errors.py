@@ -19,3 +19,13 @@ class CheckpointError(NnrunError):
 
 class TrainingFailed(NnrunError):
     """Training stopped on a non-finite loss; the last good checkpoint is kept."""
+
+
+class PastHydra(BaseException):
+    """Carries an NnrunError from a callback or a single run to `cli.main`. Hydra 1.3 catches
+    an Exception there and only warns (callbacks: the run goes on) or prints an extra line
+    (jobs); a BaseException passes through both."""
+
+    def __init__(self, error: NnrunError) -> None:
+        super().__init__(error)
+        self.error = error

@@ -14,8 +14,9 @@ class TensorBoardLogger:
 
     Args:
         log_dir: the run's `tb/` folder.
-        purge_step: on resume, the step to continue from; events a killed run wrote at or
-            after it are dropped, so curves do not double back.
+        purge_step: on resume, the step after the checkpoint's; events a killed run wrote at
+            or after it are dropped, so curves do not double back (those at the checkpoint's
+            own step were logged before it was saved, and stay).
     """
 
     def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:

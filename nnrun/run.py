@@ -156,7 +156,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     if trainer_cfg.progress:
         print_config(config)
-    logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step if path else None)
+    logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step + 1 if path else None)
     progress = ProgressBar(trainer_cfg.progress, trainer.total_steps, trainer.step,
                            trainer_cfg.epochs)
     try:

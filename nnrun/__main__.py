@@ -1,0 +1,5 @@
+"""`python -m nnrun` = the `nnrun` command."""
+
+from nnrun.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""Shared fixtures: composed configs, a writable data root, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+
+def make_config(*overrides: str) -> DictConfig:
+    """The config `nnrun <overrides>` would run, composed through Hydra's Compose API."""
+    with initialize_config_module("nnrun.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A writable data root built from $NNRUN_DATA_ROOT: MNIST linked, Cora copied (PyG writes
+    Cora/processed beside the raw files). Tests that need real data skip without the variable."""
+    source = os.environ.get("NNRUN_DATA_ROOT")
+    if not source or not (Path(source) / "MNIST" / "raw").is_dir():
+        pytest.skip("set NNRUN_DATA_ROOT to a folder laid out like ../shared/data")
+    root = tmp_path_factory.mktemp("data")
+    (root / "MNIST").mkdir()
+    (root / "MNIST" / "raw").symlink_to(Path(source, "MNIST", "raw").resolve())
+    shutil.copytree(Path(source, "Cora", "raw"), root / "Cora" / "raw")
+    return root
+
+
+def nnrun(*args: str, cwd: Path, env: dict[str, str] | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `nnrun` command line in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "nnrun", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# The smallest real jobs, for tests that exercise the machinery rather than the learning.
+TINY_SINE = ["data.n_points=200", "data.window=8", "model.hidden_size=8", "trainer.epochs=2",
+             "trainer.progress=false"]
