@@ -1,0 +1,53 @@
+"""conf/ and experiments/ reach Hydra from an installed wheel, from any working directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY_SINE
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """nnrun built as a wheel and installed into a folder of its own (its dependencies come
+    from this environment); the environment that runs it from there."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+                            "--no-build-isolation", "-q", "-w", str(tmp / "dist")],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    wheel = next((tmp / "dist").glob("nnrun-*.whl"))
+    target = tmp / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                              "--target", str(target), str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_installed(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnrun", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_wheel_carries_configs_and_experiments(installed, tmp_path):
+    where = subprocess.run([sys.executable, "-c", "import nnrun; print(nnrun.__file__)"],
+                           cwd=tmp_path, env=installed, capture_output=True, text=True)
+    assert where.stdout.strip().startswith(installed["PYTHONPATH"])  # not the checkout
+    shown = run_installed(installed, tmp_path, "--cfg", "job", "experiment=examples/mnist_cnn")
+    assert shown.returncode == 0, shown.stderr
+    assert "nnrun.models.CNN" in shown.stdout and "nnrun.data.mnist" in shown.stdout
+
+
+def test_the_wheel_trains_from_a_temporary_directory(installed, tmp_path):
+    done = run_installed(installed, tmp_path, *TINY_SINE)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "metrics.json").exists()
