@@ -81,8 +81,9 @@ class SweepSummary(Callback):
     console, and a non-zero exit if any job failed (a PastHydra, as in RunDirGuard)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from rich.console import Console
         from rich.table import Table
+
+        from nnrun.console import console
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
@@ -96,7 +97,7 @@ class SweepSummary(Callback):
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*(_cell(row.get(c, "")) for c in columns))
-        Console().print(table)
+        console.print(table)
         failed = [row["job"] for row in rows if row["status"] == "failed"]
         if failed:
             raise PastHydra(SweepFailed(f"{len(failed)} of {len(rows)} jobs failed (jobs "

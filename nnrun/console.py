@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-console = Console()
+# Logs and pipes get a wide console (unless COLUMNS says otherwise): rich would fold tables
+# to 80 columns there.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
 def _short(value: Any) -> str:
@@ -29,7 +33,7 @@ def print_config(config: dict[str, Any]) -> None:
         if isinstance(node, dict):
             target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
             args = ", ".join(f"{k}={_short(v)}" for k, v in node.items() if not k.startswith("_"))
-            tree.add(f"[cyan]{group}[/]  {target}({args})" if target else f"[cyan]{group}[/]  {args}")
+            tree.add(f"[cyan]{group}[/]  " + (f"{target}({args})" if target else args))
         else:
             tree.add(f"[cyan]{group}[/]: {_short(node)}")
     console.print(tree)

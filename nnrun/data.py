@@ -28,7 +28,7 @@ class Batches(Protocol):
     def __len__(self) -> int: ...
 
     def epoch(self, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[Batch]:
-        """Yield the batches of one pass; shuffled with `generator` if given, the first `skip` left out."""
+        """Yield one pass of batches, shuffled by `generator` if given, less the first `skip`."""
         ...
 
     def to(self, device: torch.device, moved: dict[int, Tensor]) -> Batches: ...
@@ -118,8 +118,8 @@ class LoaderBatches:
         shuffled = self.shuffle and generator is not None
         order = torch.randperm(n, generator=generator) if shuffled else torch.arange(n)
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=order[skip * self.batch_size:].tolist(),
-            num_workers=self.num_workers,
+            self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+            sampler=order[skip * self.batch_size:].tolist(),
             pin_memory=self.device is not None and self.device.type == "cuda")
         for batch in loader:
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)

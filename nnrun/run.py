@@ -51,13 +51,15 @@ def _numeric(param: inspect.Parameter) -> bool:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check values against their constructors' signatures and the rules a run depends on."""
+    """Check values against their constructors' signatures and the rules a run depends on
+    (TrainerConfig checks its own values when it is built)."""
     for group in GROUPS:
         node = cfg[group]
         try:
             params = inspect.signature(get_object(node._target_)).parameters
         except Exception as err:
-            raise ConfigError(f"{group}._target_={node._target_!r} cannot be imported ({err})") from None
+            raise ConfigError(f"{group}._target_={node._target_!r} cannot be imported ({err}); "
+                              "check the spelling of the class path") from None
         for key, value in node.items():
             if key.startswith("_"):
                 continue
@@ -68,8 +70,7 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigError(f"{group}.{key}={value!r} is not a number; pass e.g. "
                                   f"{group}.{key}={params[key].default}")
     rules = [("optimizer.lr", lambda v: v > 0, "must be > 0, e.g. optimizer.lr=0.001"),
-             ("data.batch_size", lambda v: v > 0, "must be > 0, e.g. data.batch_size=32"),
-             ("trainer.epochs", lambda v: v >= 0, "must be >= 0, e.g. trainer.epochs=10")]
+             ("data.batch_size", lambda v: v > 0, "must be > 0, e.g. data.batch_size=32")]
     for key, ok, fix in rules:
         value = OmegaConf.select(cfg, key)
         if value is not None and not ok(value):
@@ -171,6 +172,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if trainer_cfg.progress:
         print_summary(result, best, run_dir)
     if result["status"] == "failed":
-        raise TrainingFailed(f"{result['error']} ({run_dir / 'checkpoints' / 'last.pt'}); "
-                             "lower optimizer.lr or set trainer.clip_grad_norm")
+        raise TrainingFailed(f"{result['error']}; lower optimizer.lr or set "
+                             "trainer.clip_grad_norm")
     return {**result, **best}

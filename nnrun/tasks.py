@@ -104,7 +104,7 @@ class Classification(Task):
 
 
 class NodeClassification(Classification):
-    """Classification of a graph's nodes: the model sees the whole graph, the mask picks the split."""
+    """Classifying a graph's nodes: the model sees the whole graph, a mask picks the split."""
 
     def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         x, edge_index, y, mask = batch

@@ -54,7 +54,8 @@ class TrainerConfig:
             if value is not None and value <= 0:
                 raise ConfigError(f"trainer.{key}={value} must be positive (or null where allowed)")
         if self.epochs < 0:
-            raise ConfigError(f"trainer.epochs={self.epochs} must be >= 0; pass e.g. trainer.epochs=10")
+            raise ConfigError(f"trainer.epochs={self.epochs} must be >= 0; pass e.g. "
+                              "trainer.epochs=10")
         if self.mode not in ("min", "max"):
             raise ConfigError(f"trainer.mode={self.mode!r} must be min or max")
 
@@ -158,7 +159,10 @@ class Trainer:
             if self._saved_step != self.step:
                 self._save("last.pt")
         except NonFiniteLoss as err:
-            status, error = "failed", f"{err}; kept the last good checkpoint"
+            kept = (f"kept the last good checkpoint, {self.ckpt_dir / 'last.pt'} (step "
+                    f"{self._saved_step})" if (self.ckpt_dir / "last.pt").exists()
+                    else "no checkpoint was written")
+            status, error = "failed", f"{err}; {kept}"
         result: dict[str, Any] = {"status": status, "epochs": self.epoch, "steps": self.step}
         if status != "failed":
             result.update(self.metrics)
@@ -245,5 +249,6 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.batch_in_epoch, self.best = state["batch_in_epoch"], state["best"]
         self.bad_evals = state["bad_evals"]
+        self._saved_step = self.step
         checkpoint.set_rng_state(state["rng"], self.data_rng)
         self._epoch_order = self.data_rng.get_state()

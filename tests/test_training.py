@@ -11,7 +11,6 @@ from conftest import TINY_SINE, make_config
 from nnrun.data import LoaderBatches, TensorBatches
 from nnrun.run import run
 
-
 TINY_MLP = [o for o in TINY_SINE if not o.startswith("model.")] + ["model=mlp"]
 
 
