@@ -12,23 +12,31 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from nnrun.errors import ConfigError, NnrunError, PastHydra
 
 
 class RunDirGuard(Callback):
-    """Refuse to start a fresh run in a directory that already holds one, before Hydra writes
-    anything there: continuing it takes `trainer.resume=auto`. (A PastHydra, because Hydra
-    turns a callback's Exception into a warning and starts the run anyway.)"""
+    """Protect a directory that already holds a run, before Hydra writes anything there.
+
+    A fresh run is refused (continuing takes `trainer.resume=auto`; a PastHydra, because Hydra
+    turns a callback's Exception into a warning and starts the run anyway). A resumed run keeps
+    the `.hydra/` record of how the run was started: its own resolved config goes into its
+    checkpoints, and a resume refused for bad input leaves the directory as it was.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         taken = [p for p in ("checkpoints/last.pt", "metrics.json") if (run_dir / p).exists()]
-        if taken and config.trainer.resume is None:
+        if not taken:
+            return
+        if config.trainer.resume is None:
             raise PastHydra(ConfigError(
                 f"hydra.run.dir={run_dir} already holds a run ({taken[0]}); pass "
                 "trainer.resume=auto to continue it, or choose another directory"))
+        with read_write(config.hydra):
+            config.hydra.output_subdir = None  # Hydra then leaves .hydra/ alone
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -65,12 +65,13 @@ def load(path: Path) -> dict[str, Any]:
                               "or best.pt of an earlier run, or auto")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"trainer.resume: {path} holds objects other than tensors and plain values and was "
-            f"not loaded ({_refused(err)}); pass a checkpoints/last.pt or best.pt of an nnrun "
-            "run") from None
     except Exception as err:
+        refused = _refused(err)
+        if refused:
+            raise CheckpointError(
+                f"trainer.resume: {path} holds objects other than tensors and plain values and "
+                f"was not loaded ({refused}); pass a checkpoints/last.pt or best.pt of an nnrun "
+                "run") from None
         raise CheckpointError(f"trainer.resume: {path} is not a checkpoint ({type(err).__name__}); "
                               "pass a checkpoints/last.pt or best.pt of an earlier run") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -78,7 +79,8 @@ def load(path: Path) -> dict[str, Any]:
                               "checkpoints/last.pt or best.pt of an earlier run")
     if state["version"] != VERSION:
         raise CheckpointError(f"trainer.resume: {path} has format version {state['version']}, this "
-                              f"nnrun reads version {VERSION}; resume it with the nnrun that wrote it")
+                              f"nnrun reads version {VERSION}; resume it with the nnrun that "
+                              "wrote it")
     if set(state) != KEYS:
         missing, unknown = sorted(KEYS - set(state)), sorted(set(state) - KEYS)
         raise CheckpointError(f"trainer.resume: {path} is damaged: missing keys {missing}, "
@@ -86,17 +88,20 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
-def _refused(err: Exception) -> str:
-    """What torch's weights-only unpickler refused, from its long message (ANSI bold and all)."""
-    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines()]
-    found = [line.split(". ")[0] for line in lines if "Unsupported global" in line]
-    return (found or [line for line in lines if line] or [type(err).__name__])[0][:160]
+def _refused(err: Exception) -> str | None:
+    """The global torch's weights-only unpickler refused to load, from its long message; None
+    when `err` is not such a refusal (a file that is no pickle at all fails differently)."""
+    if not isinstance(err, pickle.UnpicklingError):
+        return None
+    found = re.search(r"Unsupported global: GLOBAL [^ ]+", str(err))
+    return found[0] if found else None
 
 
 def _diff(a: Any, b: Any, prefix: str) -> list[str]:
     """Dotted keys where two nested dicts differ."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}.{k}")]
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{prefix}.{k}")]
     return [] if a == b else [prefix]
 
 
@@ -115,7 +120,8 @@ def check_model(state: dict[str, Any], path: Path, model: nn.Module,
     if bad:
         shown = ", ".join(bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
         raise CheckpointError(f"trainer.resume: {path} does not fit this model (mismatched "
-                              f"weights: {shown}); resume with the data and model it was written for")
+                              f"weights: {shown}); resume with the data and model it was written "
+                              "for")
 
 
 def rng_state(data_order: torch.Tensor) -> dict[str, Any]:
