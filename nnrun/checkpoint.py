@@ -40,11 +40,30 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
+        os.fsync(dir_fd)  # make a rename in `path` durable
     finally:
         os.close(dir_fd)
+
+
+def duplicate(src: Path, dst: Path) -> None:
+    """Make `dst` the same checkpoint as `src`, atomically, without writing it again: a hard
+    link (files are only ever replaced, never changed in place), or a copy where the
+    filesystem has no links."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        atomic_write(dst, lambda f: f.write(src.read_bytes()))
+        return
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
 
 
 def save(state: dict[str, Any], path: Path) -> None:

@@ -23,11 +23,12 @@ class Task:
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         raise NotImplementedError
 
-    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
-        """Statistics of one batch that add up over batches (sums and counts, on the device)."""
+    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
+        """Statistics of one batch that add up over batches: sums (tensors on the device, so
+        evaluation syncs once at the end) and counts (ints)."""
         raise NotImplementedError
 
-    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+    def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
         """Metrics from the summed statistics of a whole split."""
         raise NotImplementedError
 
@@ -45,14 +46,14 @@ class Regression(Task):
         x, y = batch
         return F.mse_loss(model(x), y)
 
-    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         x, y = batch
         y = y.double()
         err = model(x).double() - y
-        return {"n": torch.tensor(y.numel(), device=y.device), "se": err.square().sum(),
+        return {"n": y.numel(), "se": err.square().sum(),
                 "ae": err.abs().sum(), "y": y.sum(), "yy": y.square().sum()}
 
-    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+    def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
         n, se, ae, y, yy = (float(stats[k]) for k in ("n", "se", "ae", "y", "yy"))
         mse = se / n
         variance = yy / n - (y / n) ** 2
@@ -92,13 +93,13 @@ class Classification(Task):
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         return F.cross_entropy(*self.logits_and_targets(model, batch))
 
-    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         logits, y = self.logits_and_targets(model, batch)
-        return {"n": torch.tensor(len(y), device=y.device),
+        return {"n": len(y),
                 "loss": F.cross_entropy(logits.float(), y, reduction="sum").double(),
                 "correct": (logits.argmax(1) == y).sum()}
 
-    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+    def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
         n = float(stats["n"])
         return {"loss": float(stats["loss"]) / n, "acc": float(stats["correct"]) / n}
 

@@ -7,6 +7,7 @@ object; what differs between runs lives in `TrainerConfig`. The loop itself stay
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ class TrainerConfig:
     max_steps: int | None = None
     eval_every: int = 1
     eval_every_steps: int | None = None
-    log_every: int = 10
+    log_every: int = 50
     monitor: str = "val/loss"
     mode: str = "min"
     patience: int | None = None
@@ -100,6 +101,7 @@ class Trainer:
         self.bad_evals = 0
         self.metrics: dict[str, float] = {}
         self._eval_step = self._saved_step = -1
+        self._written: tuple[int, Path] | None = None  # the step and file of the last save
         self._epoch_order = self.data_rng.get_state()  # data-order state this epoch started from
         self._losses = torch.zeros(cfg.log_every, device=device)  # recent losses, not yet synced
         self._n_losses = 0
@@ -181,11 +183,11 @@ class Trainer:
         """Sync the buffered losses once: log their mean, or stop on the first non-finite one."""
         if self._n_losses == 0:
             return
-        losses = self._losses[:self._n_losses].float().cpu()
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            raise NonFiniteLoss(self.step - self._n_losses + int(bad[0]) + 1)
-        mean = losses.mean().item()
+        losses = self._losses[:self._n_losses].tolist()  # the one sync
+        for i, value in enumerate(losses):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(self.step - self._n_losses + i + 1)
+        mean = sum(losses) / len(losses)
         self._n_losses = 0
         self.metrics["train/loss"] = mean
         self.logger.log("train/loss", mean, self.step)
@@ -196,7 +198,7 @@ class Trainer:
     def evaluate(self, batches: Batches) -> dict[str, float]:
         """The task's metrics over one split, in order."""
         self.model.eval()
-        totals: dict[str, torch.Tensor] = {}
+        totals: dict[str, torch.Tensor | int] = {}
         with self._autocast():
             for batch in batches.epoch():
                 for key, value in self.task.eval_stats(self.forward_model, batch).items():
@@ -231,6 +233,13 @@ class Trainer:
     def _save(self, name: str) -> None:
         if name == "last.pt":
             self._saved_step = self.step
+        path = self.ckpt_dir / name
+        # best.pt and last.pt at one step hold the same state (nothing changes between the
+        # two saves), so the second is a link to the first rather than a second write.
+        if self._written is not None and self._written[0] == self.step:
+            checkpoint.duplicate(self._written[1], path)
+            return
+        self._written = (self.step, path)
         order = self._epoch_order if self.batch_in_epoch else self.data_rng.get_state()
         checkpoint.save({
             "format": checkpoint.FORMAT, "version": checkpoint.VERSION,
@@ -239,7 +248,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
             "best": self.best, "bad_evals": self.bad_evals,
             "rng": checkpoint.rng_state(order), "config": self.config,
-        }, self.ckpt_dir / name)
+        }, path)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue exactly where `state` (from `checkpoint.load`) left off."""

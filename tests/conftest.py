@@ -35,8 +35,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def nnrun(*args: str, cwd: Path, env: dict[str, str] | None = None,
           timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real `nnrun` command line in a subprocess."""
-    full_env = {**os.environ, **(env or {})}
+    """Run the real `nnrun` command line in a subprocess (one intra-op thread: these jobs are
+    tiny, and two threads each on a loaded 2-core machine slow them down many times over)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "nnrun", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

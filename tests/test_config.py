@@ -10,6 +10,7 @@ from conftest import make_config
 from hydra.utils import instantiate
 
 from nnrun.run import validate
+from nnrun.trainer import TrainerConfig
 
 CONF = Path(__file__).parents[1] / "conf"
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
@@ -108,3 +109,7 @@ def preset_ids() -> list[str]:
 def test_every_experiment_preset_composes(preset):
     cfg = make_config(f"experiment={preset}")
     validate(cfg)
+
+
+def test_trainer_defaults_in_code_match_the_yaml():
+    assert instantiate(make_config().trainer) == TrainerConfig()

@@ -31,6 +31,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert done.returncode == 0, done.stderr
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["OMP_NUM_THREADS"] = "1"  # as conftest.nnrun runs the other two
     proc = subprocess.Popen([sys.executable, "-m", "nnrun", *JOB, f"hydra.run.dir={killed}"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
