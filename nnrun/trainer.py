@@ -81,7 +81,6 @@ class Trainer:
     Args:
         cfg: loop settings.
         model, task, data, optimizer, schedule: the built components, data on `device`.
-        logger: TensorBoard logger (created after any resume checkpoint has been checked).
         run_dir: the run directory; checkpoints go to `run_dir/checkpoints/`.
         seed: seeds the generator that draws the data order.
         config: the resolved run config (plain dict), stored in checkpoints.
@@ -109,7 +108,11 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
 
     def fit(self, logger: TensorBoardLogger, progress: ProgressBar) -> dict[str, Any]:
-        """Train until `epochs`, `max_steps` or early stopping; returns status and final metrics."""
+        """Train until `epochs`, `max_steps` or early stopping; returns status and final metrics.
+
+        The logger comes in here rather than at construction, so that `run` creates it (and
+        writes into the run directory) only after a resume checkpoint has passed its checks.
+        """
         cfg, self.logger, self.progress = self.cfg, logger, progress
         start, status, error = time.perf_counter(), "completed", None
         params = [p for p in self.model.parameters() if p.requires_grad]
