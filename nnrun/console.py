@@ -75,6 +75,11 @@ def print_summary(result: dict[str, Any], best: dict[str, Any], run_dir: Path) -
             table.add_row(name, _short(value))
     for name, value in best.items():
         table.add_row(name, _short(value))
+    for check in result.get("expected", []):
+        measured = "-" if check["measured"] is None else _short(check["measured"])
+        table.add_row(f"expected {check['metric']}",
+                      f"{_short(check['value'])} ± {_short(check['tolerance'])}: measured "
+                      f"{measured}, {check['verdict']} ({check['source']})")
     table.add_row("epochs / steps", f"{result['epochs']} / {result['steps']}")
     table.add_row("wall time", time.strftime("%H:%M:%S", time.gmtime(result["wall_s"])))
     table.add_row("run directory", str(run_dir))

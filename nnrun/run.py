@@ -7,6 +7,7 @@ runs here, before anything is written to the run directory.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import random
 import re
@@ -121,8 +122,27 @@ def hparams(config: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[prefix] = node
 
-    walk({k: v for k, v in config.items() if k != "hydra"}, "")
+    walk({k: v for k, v in config.items() if k not in ("hydra", "expected")}, "")
     return flat
+
+
+TARGET_KEYS = {"metric", "value", "tolerance", "source"}
+
+
+def check_expected(targets: list[dict[str, Any]], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target a document reports against this run's final metric: `reproduced` within
+    its tolerance, `outside tolerance`, or `missing` (no such metric, or not finite)."""
+    checks = []
+    for target in targets:
+        measured = metrics.get(target["metric"])
+        if not isinstance(measured, float) or not math.isfinite(measured):
+            verdict = "missing"
+        elif abs(measured - target["value"]) <= target["tolerance"]:
+            verdict = "reproduced"
+        else:
+            verdict = "outside tolerance"
+        checks.append({**target, "measured": measured, "verdict": verdict})
+    return checks
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -134,6 +154,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     validate(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
+    for target in config["expected"]:
+        if not isinstance(target, dict) or set(target) != TARGET_KEYS:
+            raise ConfigError(f"expected: each target needs exactly the keys "
+                              f"{', '.join(sorted(TARGET_KEYS))}; got {target}")
     trainer_cfg: TrainerConfig = build(cfg.trainer)
     seed_everything(cfg.seed, trainer_cfg.deterministic)
     device = build(cfg.device)
@@ -168,6 +192,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metrics = {k: v for k, v in result.items() if isinstance(v, float) and "/" in k}
     logger.log_hparams(hparams(config), metrics)
     logger.close()
+    if config["expected"]:
+        result["expected"] = check_expected(config["expected"], {**result, **best})
     checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
     if trainer_cfg.progress:
         print_summary(result, best, run_dir)

@@ -13,6 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nnrun.data import Batch, Batches
+from nnrun.errors import ConfigError
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in ("mean", "sum"):
+        raise ConfigError(f"task.reduction={reduction!r} must be mean or sum")
+    return reduction
 
 
 class Task:
@@ -38,13 +45,21 @@ class Task:
 
 
 class Regression(Task):
-    """Real-valued targets: MSE loss; MSE, MAE, RMSE and R² on evaluation."""
+    """Real-valued targets: squared-error loss; MSE, MAE, RMSE and R² on evaluation.
+
+    Args:
+        reduction: how the training loss adds up over a batch: `mean`, or `sum` (the summed
+            squared error several documents train on). Evaluation metrics are per-sample means.
+    """
 
     metric_names = ("loss", "mse", "mae", "rmse", "r2")
 
+    def __init__(self, reduction: str = "mean") -> None:
+        self.reduction = _check_reduction(reduction)
+
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         x, y = batch
-        return F.mse_loss(model(x), y)
+        return F.mse_loss(model(x), y, reduction=self.reduction)
 
     def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         x, y = batch
@@ -82,16 +97,23 @@ class Regression(Task):
 
 
 class Classification(Task):
-    """Class labels: cross-entropy loss; loss and accuracy on evaluation."""
+    """Class labels: cross-entropy loss; loss and accuracy on evaluation.
+
+    Args:
+        reduction: the training loss over a batch, `mean` or `sum`; evaluation uses means.
+    """
 
     metric_names = ("loss", "acc")
+
+    def __init__(self, reduction: str = "mean") -> None:
+        self.reduction = _check_reduction(reduction)
 
     def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         x, y = batch
         return model(x), y
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        return F.cross_entropy(*self.logits_and_targets(model, batch))
+        return F.cross_entropy(*self.logits_and_targets(model, batch), reduction=self.reduction)
 
     def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         logits, y = self.logits_and_targets(model, batch)

@@ -9,6 +9,7 @@ import torch
 from conftest import TINY_SINE, make_config
 
 from nnrun.data import LoaderBatches, TensorBatches
+from nnrun.errors import ConfigError
 from nnrun.run import run
 
 TINY_MLP = [o for o in TINY_SINE if not o.startswith("model.")] + ["model=mlp"]
@@ -140,3 +141,20 @@ def test_dataloader_batches_follow_the_same_seeded_order():
     assert all(torch.equal(p, q) for p, q in zip(a, b))
     skipped = [b[1] for b in loader.epoch(torch.Generator().manual_seed(3), skip=5)]
     assert all(torch.equal(p, q) for p, q in zip(a[5:], skipped))
+
+
+def test_expected_targets_get_a_verdict(tmp_path):
+    targets = ("expected=[{metric: val/r2, value: 1.0, tolerance: 2.0, source: a},"
+               "{metric: val/mse, value: 100.0, tolerance: 0.1, source: b},"
+               "{metric: test/acc, value: 0.9, tolerance: 0.1, source: c}]")
+    result = train(tmp_path, *TINY_SINE, targets)
+    verdicts = [(c["source"], c["verdict"]) for c in result["expected"]]
+    assert verdicts == [("a", "reproduced"), ("b", "outside tolerance"), ("c", "missing")]
+    assert result["expected"][0]["measured"] == result["val/r2"]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["expected"] == result["expected"]
+
+
+def test_a_malformed_target_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="expected"):
+        train(tmp_path, *TINY_SINE, "expected=[{metric: val/r2, value: 1.0}]")
