@@ -22,5 +22,5 @@ def test_preset_trains_a_few_steps(preset, tmp_path, request):
         overrides.append(f"data.root={request.getfixturevalue('data_root')}")
     result = run(make_config(*overrides), tmp_path / "run")
     assert result["status"] in ("completed", "stopped_early")
-    assert 0 < result["steps"] <= 2
+    assert result["steps"] <= 2  # Hebbian storage (Hopfield) takes no optimizer step
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
