@@ -126,7 +126,7 @@ def hparams(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-TARGET_KEYS = {"metric", "value", "tolerance", "source"}
+TARGET_KEYS = {"metric", "value", "tolerance", "source"}  # and optionally a `note`
 
 
 def check_expected(targets: list[dict[str, Any]], metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -155,9 +155,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     validate(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     for target in config["expected"]:
-        if not isinstance(target, dict) or set(target) != TARGET_KEYS:
-            raise ConfigError(f"expected: each target needs exactly the keys "
-                              f"{', '.join(sorted(TARGET_KEYS))}; got {target}")
+        if not isinstance(target, dict) or not TARGET_KEYS <= set(target) <= TARGET_KEYS | {"note"}:
+            raise ConfigError(f"expected: each target needs the keys "
+                              f"{', '.join(sorted(TARGET_KEYS))} (and may have a note); "
+                              f"got {target}")
     trainer_cfg: TrainerConfig = build(cfg.trainer)
     seed_everything(cfg.seed, trainer_cfg.deterministic)
     device = build(cfg.device)

@@ -1,0 +1,135 @@
+"""The reproduction report: run experiment presets for real and write experiments/REPRODUCTION.md.
+
+    python -m nnrun.report --all                       # every preset
+    python -m nnrun.report rnn_lab/legendre3 dlfs/...  # a chosen set
+    python -m nnrun.report --all --jobs 2 --out experiments/REPRODUCTION.md
+
+Each preset runs through the real command line (`nnrun experiment=<id>`) in its own run
+directory under `--runs`; its `metrics.json` gives nnrun's numbers and the verdict on each
+`expected:` target. The report is only ever written by this command, from those runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+
+def preset_ids() -> list[str]:
+    """Every experiment preset, as `<doc>/<id>`."""
+    root = Path(str(files("nnrun.conf") / "experiment"))
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def run_preset(preset: str, runs: Path, threads: int) -> dict[str, Any]:
+    """Run one preset through the CLI; its metrics.json plus wall time and exit status."""
+    run_dir = runs / preset
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "nnrun", f"experiment={preset}",
+                           "trainer.progress=false", f"hydra.run.dir={run_dir}"],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["(no output)"]
+        metrics.setdefault("error", lines[-1])
+        metrics["status"] = "failed"
+    print(f"{preset}: {metrics.get('status')} in {wall:.0f} s", file=sys.stderr)
+    return {"preset": preset, "wall_s": wall, "run_dir": run_dir, **metrics}
+
+
+def _num(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def rows(result: dict[str, Any]) -> list[list[str]]:
+    """Report rows for one preset: one per target, or one 'recorded' row without targets."""
+    run_dir = Path(os.path.relpath(result["run_dir"]))
+    common = [f"{result['wall_s']:.0f} s", f"`{run_dir}`"]
+    if result["status"] == "failed":
+        return [[result["preset"], "-", "-", "-", "-", f"**run failed**: {result['error']}",
+                 *common]]
+    checks = result.get("expected", [])
+    if not checks:
+        shown = [k for k in result if k.startswith("test/")] or \
+                [k for k in result if k.startswith("val/")]
+        measured = ", ".join(f"{k} {_num(result[k])}" for k in shown[:3])
+        return [[result["preset"], "-", "(none reported)", measured, "-", "recorded", *common]]
+    out = []
+    for c in checks:
+        verdict = {"reproduced": "reproduced", "outside tolerance": "**outside tolerance**",
+                   "missing": "**missing**"}[c["verdict"]]
+        out.append([result["preset"], c["metric"], f"{_num(c['value'])} ({c['source']})",
+                    _num(c["measured"]), f"±{_num(c['tolerance'])}", verdict, *common])
+    return out
+
+
+def write_report(results: list[dict[str, Any]], out: Path, command: str) -> None:
+    import torch  # only for the version in the header
+
+    header = ["experiment", "metric", "document", "nnrun", "tolerance", "verdict", "wall",
+              "run directory"]
+    lines = [
+        "# Reproduction report",
+        "",
+        f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
+        + (", CUDA" if torch.cuda.is_available() else ", no GPU"),
+        f"- command: `{command}`",
+        "",
+        "Written by `python -m nnrun.report` from real runs; never edited by hand. A target is "
+        "reproduced when nnrun's number lies within the tolerance of the document's.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for result in results:
+        for row in rows(result):
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    notes = [(r["preset"], c) for r in results for c in r.get("expected", []) if c.get("note")]
+    if notes:
+        lines += ["", "## Notes on the targets", ""]
+        lines += [f"- **{preset}**, {c['metric']}: {c['note']}" for preset, c in notes]
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("presets", nargs="*", help="experiment ids such as rnn_lab/legendre3")
+    parser.add_argument("--all", action="store_true", help="run every preset")
+    parser.add_argument("--out", type=Path, default=Path("experiments/REPRODUCTION.md"))
+    parser.add_argument("--runs", type=Path, default=Path("outputs/reproduction"),
+                        help="where the runs' directories go")
+    parser.add_argument("--jobs", type=int, default=1, help="presets run side by side")
+    args = parser.parse_args(argv)
+    known = preset_ids()
+    chosen = known if args.all else args.presets
+    unknown = sorted(set(chosen) - set(known))
+    if not chosen or unknown:
+        parser.error(f"unknown presets {unknown}" if unknown else "name presets or pass --all")
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    runs = (args.runs / stamp).resolve()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda p: run_preset(p, runs, threads), chosen))
+    command = "python -m nnrun.report " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_report(results, args.out, command)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

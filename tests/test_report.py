@@ -1,0 +1,44 @@
+"""The reproduction report: verdict rows from real metrics, and a real run of a preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nnrun.report import preset_ids, rows, write_report
+
+
+def result(**extra) -> dict:
+    return {"preset": "doc/x", "wall_s": 3.2, "run_dir": Path("outputs/r/doc/x"),
+            "status": "completed", **extra}
+
+
+def test_rows_give_each_target_its_verdict():
+    checks = [{"metric": "test/acc", "value": 0.96, "tolerance": 0.01, "source": "L1",
+               "measured": 0.955, "verdict": "reproduced"},
+              {"metric": "val/rmse", "value": 5.0, "tolerance": 0.1, "source": "L2",
+               "measured": 5.3, "verdict": "outside tolerance", "note": "the book rounds"}]
+    table = rows(result(expected=checks))
+    assert [r[5] for r in table] == ["reproduced", "**outside tolerance**"]
+    assert table[0][1:5] == ["test/acc", "0.96 (L1)", "0.955", "±0.01"]
+
+
+def test_rows_record_experiments_without_a_target_and_failed_runs():
+    (recorded,) = rows(result(**{"val/loss": 0.5, "test/acc": 0.9}))
+    assert recorded[5] == "recorded" and "test/acc 0.9" in recorded[3]
+    (failed,) = rows(result(status="failed", error="nnrun: error: boom"))
+    assert "run failed" in failed[5] and "boom" in failed[5]
+
+
+def test_the_report_has_its_header_rows_and_notes(tmp_path):
+    checks = [{"metric": "val/rmse", "value": 5.0, "tolerance": 0.1, "source": "L2",
+               "measured": 5.3, "verdict": "outside tolerance", "note": "the book rounds"}]
+    out = tmp_path / "REPRODUCTION.md"
+    write_report([result(expected=checks)], out, "python -m nnrun.report doc/x")
+    text = out.read_text()
+    assert "- command: `python -m nnrun.report doc/x`" in text and "- machine:" in text
+    assert "| doc/x | val/rmse | 5 (L2) | 5.3 | ±0.1 | **outside tolerance** |" in text
+    assert "**doc/x**, val/rmse: the book rounds" in text
+
+
+def test_every_preset_is_listed():
+    assert "examples/mnist_cnn" in preset_ids()
