@@ -34,6 +34,7 @@ class TrainerConfig:
     max_steps: int | None = None
     eval_every: int = 1
     eval_every_steps: int | None = None
+    save_every: int = 1
     log_every: int = 50
     monitor: str = "val/loss"
     mode: str = "min"
@@ -48,7 +49,8 @@ class TrainerConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        positive = {"eval_every": self.eval_every, "log_every": self.log_every,
+        positive = {"eval_every": self.eval_every, "save_every": self.save_every,
+                    "log_every": self.log_every,
                     "max_steps": self.max_steps, "eval_every_steps": self.eval_every_steps,
                     "patience": self.patience}
         for key, value in positive.items():
@@ -155,7 +157,8 @@ class Trainer:
                 self.schedule.after_epoch()
                 last = self.epoch == cfg.epochs or self.step >= self.total_steps
                 stop = (self.epoch % cfg.eval_every == 0 or last) and self._validate()
-                self._save("last.pt")
+                if self.epoch % cfg.save_every == 0:
+                    self._save("last.pt")
                 if stop:
                     status = "stopped_early"
                     break

@@ -22,7 +22,8 @@ def make_config(*overrides: str) -> DictConfig:
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writable data root built from $NNRUN_DATA_ROOT: MNIST linked, Cora copied (PyG writes
-    Cora/processed beside the raw files). Tests that need real data skip without the variable."""
+    Cora/processed beside the raw files), every other folder (timeseries, boston, text: only
+    read) linked. Tests that need real data skip without the variable."""
     source = os.environ.get("NNRUN_DATA_ROOT")
     if not source or not (Path(source) / "MNIST" / "raw").is_dir():
         pytest.skip("set NNRUN_DATA_ROOT to a folder laid out like ../shared/data")
@@ -30,6 +31,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "MNIST").mkdir()
     (root / "MNIST" / "raw").symlink_to(Path(source, "MNIST", "raw").resolve())
     shutil.copytree(Path(source, "Cora", "raw"), root / "Cora" / "raw")
+    for folder in Path(source).iterdir():
+        if folder.is_dir() and folder.name not in ("MNIST", "Cora"):
+            (root / folder.name).symlink_to(folder.resolve())
     return root
 
 

@@ -1,0 +1,46 @@
+"""Optimizers that torch.optim does not have. Each takes `params` at the call site
+(`instantiate(cfg.optimizer, params=model.parameters())`) and its hyperparameters from YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from nnrun.errors import ConfigError
+
+
+class GradientDescent(torch.optim.Optimizer):
+    """Plain gradient descent as documents write it by hand: `p -= lr * p.grad`, under
+    `torch.no_grad()` (seed-002 L215 and L843-844).
+
+    In exact arithmetic this is `torch.optim.SGD` with momentum 0; in floating point it is not.
+    SGD takes its step as `p.add_(grad, alpha=-lr)`, one fused multiply-add with a single
+    rounding, while the hand-written update rounds `lr * grad` first and the subtraction
+    second. The two part in float32's last bit, and a trajectory on the edge of stability (the
+    lecture's lr 0.0013 against a limit of 0.0013274, catalog/002 gotcha 7) carries that into the
+    7th digit of the loss within five steps. Use this optimizer to reproduce numbers printed from
+    such a loop; use `sgd` otherwise.
+
+    Args:
+        params: the parameters to update.
+        lr: the learning rate.
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 0.01) -> None:
+        if lr <= 0:
+            raise ConfigError(f"optimizer.lr={lr} must be > 0, e.g. optimizer.lr=0.01")
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p -= group["lr"] * p.grad  # two roundings, as written by hand
+        return loss
