@@ -21,9 +21,13 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("model") == ["cnn", "gcn", "gru", "lstm", "mlp", "rnn"]
-    assert options("data") == ["cora", "mnist", "sine"]
-    assert options("optimizer") == ["adadelta", "adagrad", "adam", "adamw", "rmsprop", "sgd"]
+    assert options("model") == ["cnn", "dense_gcn", "dynamic_poly", "elman", "example_cnn", "gcn",
+                                "gru", "hopfield", "legendre3", "linreg", "lstm", "mlp", "poly3",
+                                "poly_linear", "rmlp", "rnn", "simple_convnet", "state_space"]
+    assert options("data") == ["airline", "binary_patterns", "boston", "cora", "mnist",
+                               "random_regression", "shampoo", "sine", "sine_grid",
+                               "single_sample", "toy_linreg", "trig"]
+    assert options("optimizer") == ["adadelta", "adagrad", "adam", "adamw", "gd", "rmsprop", "sgd"]
     assert options("schedule") == ["constant", "cosine", "exponential", "onecycle", "plateau",
                                    "step"]
     assert options("device") == ["auto", "cpu", "cuda"]
