@@ -1,4 +1,5 @@
-"""TensorBoard logging behind a small interface: log, log_dict, log_figure, log_hparams, close."""
+"""TensorBoard logging behind a small interface: log, log_dict, log_figure, log_text, log_hparams,
+close."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ class TensorBoardLogger:
     def log_figure(self, name: str, figure: Any, step: int) -> None:
         self.flush()
         self.writer.add_figure(name, figure, step, close=True)
+
+    def log_text(self, name: str, text: str, step: int) -> None:
+        """Markdown text under `name` (TensorBoard's TEXT tab): sample translations, generated
+        text."""
+        self.flush()
+        self.writer.add_text(name, text, step)
 
     def log_hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
         """One HPARAMS entry for this run: its hyperparameters and final metrics.

@@ -26,6 +26,7 @@ class Task:
     """The interface: `loss` for a training step, `eval_stats` + `metrics` for evaluation."""
 
     metric_names: tuple[str, ...] = ("loss",)
+    figures_every: int | None = None  # steps between `figures` during training; None: at the end
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         raise NotImplementedError
@@ -40,7 +41,8 @@ class Task:
         raise NotImplementedError
 
     def figures(self, model: nn.Module, batches: Batches) -> dict:
-        """Matplotlib figures worth a look in TensorBoard, by tag; none by default."""
+        """Matplotlib figures (or Markdown text, as a str) worth a look in TensorBoard, by tag;
+        none by default."""
         return {}
 
 

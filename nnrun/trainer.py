@@ -141,6 +141,8 @@ class Trainer:
                     self.batch_in_epoch += 1
                     if self._n_losses == cfg.log_every:
                         self._flush_losses()
+                    if self.task.figures_every and self.step % self.task.figures_every == 0:
+                        self._log_figures()  # e.g. generated text, while it trains
                     if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
                         if self._validate():
                             status = "stopped_early"
@@ -178,12 +180,20 @@ class Trainer:
                 test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
                 self.logger.log_dict(test, self.step)
                 result.update(test)
-            for tag, figure in self.task.figures(self.model, self.data.val).items():
-                self.logger.log_figure(tag, figure, self.step)
+            self._log_figures()
         else:
             result["error"] = error
         result["wall_s"] = time.perf_counter() - start
         return result
+
+    def _log_figures(self) -> None:
+        """The task's figures and texts of the validation split, at this step."""
+        for tag, figure in self.task.figures(self.model, self.data.val).items():
+            if isinstance(figure, str):  # text, e.g. sample translations
+                self.logger.log_text(tag, figure, self.step)
+            else:
+                self.logger.log_figure(tag, figure, self.step)
+        self.model.train()
 
     def _flush_losses(self) -> None:
         """Sync the buffered losses once: log their mean, or stop on the first non-finite one."""
