@@ -44,3 +44,44 @@ class GradientDescent(torch.optim.Optimizer):
                 if p.grad is not None:
                     p -= group["lr"] * p.grad  # two roundings, as written by hand
         return loss
+
+
+class VelocitySGD(torch.optim.Optimizer):
+    """SGD with momentum in the velocity form of Deep Learning from Scratch (seed-003
+    L3794-3803): `v = momentum * v + lr * grad; p -= v`, velocities starting at zero.
+
+    `torch.optim.SGD(momentum=...)` keeps `buf = momentum * buf + grad` and steps
+    `p -= lr * buf`, the standard form. The two agree at a constant learning rate and part
+    under a schedule: here a velocity keeps the rates it was built with, there every past
+    gradient is rescaled by the current rate.
+
+    Args:
+        params: the parameters to update.
+        lr: the learning rate.
+        momentum: the velocity's decay μ, in [0, 1).
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 0.01, momentum: float = 0.9) -> None:
+        if lr <= 0:
+            raise ConfigError(f"optimizer.lr={lr} must be > 0, e.g. optimizer.lr=0.1")
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"optimizer.momentum={momentum} must be in [0, 1), e.g. 0.9")
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                v = state["velocity"]
+                v.mul_(group["momentum"]).add_(p.grad, alpha=group["lr"])
+                p -= v
+        return loss

@@ -81,3 +81,36 @@ def onecycle(optimizer: Optimizer, total_steps: int, max_lr: float = 0.01,
     scheduler = lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1),
                                         pct_start=pct_start)
     return Schedule(scheduler, "step")
+
+
+def _decay_steps(epochs: int) -> int:
+    return max(epochs - 1, 1)
+
+
+def linear_decay(optimizer: Optimizer, total_steps: int, epochs: int,
+                 final_lr: float) -> Schedule:
+    """From optimizer.lr down to `final_lr` in equal steps after each epoch, reaching it in the
+    last of `epochs` epochs: lr_e = lr - e (lr - final_lr) / (epochs - 1) for the 0-based
+    epoch e (Deep Learning from Scratch, L3879-3903). `epochs` is the planned run, whether
+    or not early stopping ends it sooner."""
+    steps = _decay_steps(epochs)
+
+    def factor(e: int, lr: float) -> float:
+        return 1 - min(e, steps) / steps * (1 - final_lr / lr)
+
+    lambdas = [lambda e, lr=group["lr"]: factor(e, lr) for group in optimizer.param_groups]
+    return Schedule(lr_scheduler.LambdaLR(optimizer, lambdas), "epoch")
+
+
+def exponential_decay(optimizer: Optimizer, total_steps: int, epochs: int,
+                      final_lr: float) -> Schedule:
+    """From optimizer.lr down to `final_lr` by a constant factor after each epoch, reaching it in
+    the last of `epochs` epochs: lr_e = lr (final_lr / lr)^(e / (epochs - 1)) (Deep Learning
+    from Scratch, L3934-3965, with the book's formula corrected as its code has it, G23)."""
+    steps = _decay_steps(epochs)
+
+    def factor(e: int, lr: float) -> float:
+        return (final_lr / lr) ** (min(e, steps) / steps)
+
+    lambdas = [lambda e, lr=group["lr"]: factor(e, lr) for group in optimizer.param_groups]
+    return Schedule(lr_scheduler.LambdaLR(optimizer, lambdas), "epoch")
