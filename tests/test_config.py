@@ -21,15 +21,19 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("model") == ["cnn", "dense_gcn", "dynamic_poly", "elman", "example_cnn", "gcn",
-                                "gru", "hopfield", "legendre3", "linreg", "lstm", "mlp", "poly3",
-                                "poly_linear", "rmlp", "rnn", "simple_convnet", "state_space"]
-    assert options("data") == ["airline", "binary_patterns", "boston", "cora", "mnist",
-                               "random_regression", "shampoo", "sine", "sine_grid",
-                               "single_sample", "toy_linreg", "trig"]
-    assert options("optimizer") == ["adadelta", "adagrad", "adam", "adamw", "gd", "rmsprop", "sgd"]
-    assert options("schedule") == ["constant", "cosine", "exponential", "onecycle", "plateau",
-                                   "step"]
+    assert options("model") == ["char_lstm", "char_rnn", "cnn", "dense", "dense_gcn",
+                                "dynamic_poly", "elman", "example_cnn", "gcn", "gru", "hopfield",
+                                "least_squares", "legendre3", "linreg", "lstm", "mlp", "poly3",
+                                "poly_linear", "rmlp", "rnn", "simple_convnet", "state_space",
+                                "transformer", "transformer_small"]
+    assert options("data") == ["airline", "binary_patterns", "boston", "boston_closed_form", "cora",
+                               "dlfs_text", "mnist", "opus_books", "random_regression", "shampoo",
+                               "sine", "sine_grid", "single_sample", "tinyshakespeare",
+                               "toy_linreg", "trig"]
+    assert options("optimizer") == ["adadelta", "adagrad", "adam", "adamw", "gd", "rmsprop", "sgd",
+                                    "sgd_velocity"]
+    assert options("schedule") == ["constant", "cosine", "exponential", "exponential_decay",
+                                   "linear_decay", "onecycle", "plateau", "step"]
     assert options("device") == ["auto", "cpu", "cuda"]
 
 
