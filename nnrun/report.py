@@ -48,7 +48,7 @@ def run_preset(preset: str, runs: Path, threads: int) -> dict[str, Any]:
         metrics.setdefault("error", lines[-1])
         metrics["status"] = "failed"
     print(f"{preset}: {metrics.get('status')} in {wall:.0f} s", file=sys.stderr)
-    return {"preset": preset, "wall_s": wall, "run_dir": run_dir, **metrics}
+    return {**metrics, "preset": preset, "total_s": wall, "run_dir": run_dir}
 
 
 def _num(value: Any) -> str:
@@ -58,7 +58,7 @@ def _num(value: Any) -> str:
 def rows(result: dict[str, Any]) -> list[list[str]]:
     """Report rows for one preset: one per target, or one 'recorded' row without targets."""
     run_dir = Path(os.path.relpath(result["run_dir"]))
-    common = [f"{result['wall_s']:.0f} s", f"`{run_dir}`"]
+    common = [f"{result['total_s']:.0f} s", f"`{run_dir}`"]
     if result["status"] == "failed":
         return [[result["preset"], "-", "-", "-", "-", f"**run failed**: {result['error']}",
                  *common]]

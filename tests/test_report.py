@@ -8,7 +8,7 @@ from nnrun.report import preset_ids, rows, write_report
 
 
 def result(**extra) -> dict:
-    return {"preset": "doc/x", "wall_s": 3.2, "run_dir": Path("outputs/r/doc/x"),
+    return {"preset": "doc/x", "total_s": 3.2, "run_dir": Path("outputs/r/doc/x"),
             "status": "completed", **extra}
 
 
