@@ -11,7 +11,27 @@ from torch import Tensor
 from nnrun.errors import ConfigError
 
 
-class GradientDescent(torch.optim.Optimizer):
+class _ByHand(torch.optim.Optimizer):
+    """The step loop shared by the optimizers below: `update` each parameter that has a
+    gradient, under `torch.no_grad()`."""
+
+    def update(self, p: Tensor, group: dict) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, group)
+        return loss
+
+
+class GradientDescent(_ByHand):
     """Plain gradient descent as documents write it by hand: `p -= lr * p.grad`, under
     `torch.no_grad()` (seed-002 L215 and L843-844).
 
@@ -33,20 +53,11 @@ class GradientDescent(torch.optim.Optimizer):
             raise ConfigError(f"optimizer.lr={lr} must be > 0, e.g. optimizer.lr=0.01")
         super().__init__(params, {"lr": lr})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p -= group["lr"] * p.grad  # two roundings, as written by hand
-        return loss
+    def update(self, p: Tensor, group: dict) -> None:
+        p -= group["lr"] * p.grad  # two roundings, as written by hand
 
 
-class VelocitySGD(torch.optim.Optimizer):
+class VelocitySGD(_ByHand):
     """SGD with momentum in the velocity form of Deep Learning from Scratch (seed-003
     L3794-3803): `v = momentum * v + lr * grad; p -= v`, velocities starting at zero.
 
@@ -68,20 +79,10 @@ class VelocitySGD(torch.optim.Optimizer):
             raise ConfigError(f"optimizer.momentum={momentum} must be in [0, 1), e.g. 0.9")
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p)
-                v = state["velocity"]
-                v.mul_(group["momentum"]).add_(p.grad, alpha=group["lr"])
-                p -= v
-        return loss
+    def update(self, p: Tensor, group: dict) -> None:
+        state = self.state[p]
+        if "velocity" not in state:
+            state["velocity"] = torch.zeros_like(p)
+        v = state["velocity"]
+        v.mul_(group["momentum"]).add_(p.grad, alpha=group["lr"])
+        p -= v
