@@ -254,3 +254,78 @@ def boston_closed_form(root: str | None = None, test_size: float = 0.3, random_s
     empty = TensorBatches(x[:0], y[:0], batch_size=1)
     return Data(train=empty, val=data.val, test=data.test,
                 dims={**data.dims, "train_x": x, "train_y": y})
+
+
+@torch.no_grad()
+def init_conv_(conv: nn.Conv2d, init: str) -> nn.Conv2d:
+    """Initialise a Conv2d's weight (and bias, if any) in place; returns it.
+
+    `torch`: PyTorch's default. `standard_normal`: N(0, 1). `dlfs_glorot`: N(0, s²) with
+    s = 2 / (in_channels + out_channels), the book's convolutional "glorot" (catalog/003b
+    E5.1 [REPO]: channels, not receptive-field fans, and no square root). `glorot_normal`: std
+    sqrt(2 / (fan_in + fan_out)) with the receptive-field fans, the corrected form.
+    """
+    if init not in INITS:
+        raise ConfigError(f"model.conv_init={init!r} must be one of {', '.join(INITS)}")
+    if init == "torch":
+        return conv
+    out_ch, in_ch, kh, kw = conv.weight.shape
+    std = {"standard_normal": 1.0, "dlfs_glorot": 2 / (in_ch + out_ch),
+           "glorot_normal": math.sqrt(2 / ((in_ch + out_ch) * kh * kw))}[init]
+    for p in (conv.weight, conv.bias):
+        if p is not None:
+            p.normal_(0.0, std)
+    return conv
+
+
+class ConvDenseNet(nn.Module):
+    """The book's convolutional networks (chapters 5 and 7): stride-1, same-padded convolutions
+    (no pooling, so the maps stay at the input's size), each followed by the activation and
+    dropout, flattened into Dense layers (Linear, activation, dropout) and a Linear output.
+
+    Chapter 5's (`experiments/dlfs/ch5_conv_mnist.yaml`): channels [32], no conv bias, the
+    book's conv "glorot", tanh, keep-0.8 book dropout, Dense(10) from N(0, 1). Chapter 7's
+    MNIST_ConvNet (`ch7_mnist_convnet.yaml`): channels [16, 8], hidden [32], tanh, PyTorch's
+    init and nn.Dropout(0.2).
+
+    Args:
+        in_shape, out_features: from the data, (C, H, W) and the number of classes.
+        channels: output channels of each convolution.
+        kernel_size: odd square kernel; padding kernel_size // 2 keeps H and W.
+        conv_bias: whether the convolutions have a bias (the book's NumPy Conv2D has none).
+        hidden_sizes: units of each hidden Dense layer after the flatten.
+        activation: torch.nn activation after every convolution and hidden Dense layer.
+        keep_prob, rescale_dropout: dropout after every activation, as `KeepDropout`.
+        conv_init: the convolutions' init (`init_conv_`).
+        init: the Dense layers' init (`init_linear_`).
+    """
+
+    def __init__(self, in_shape: Sequence[int], out_features: int,
+                 channels: Sequence[int] = (16, 8), kernel_size: int = 5, conv_bias: bool = True,
+                 hidden_sizes: Sequence[int] = (32,), activation: str = "Tanh",
+                 keep_prob: float = 1.0, rescale_dropout: bool = True,
+                 conv_init: str = "torch", init: str = "torch") -> None:
+        super().__init__()
+        if len(in_shape) != 3:
+            raise ConfigError(f"model=conv_dense needs (C, H, W) images; the data gives {in_shape}")
+        if kernel_size % 2 != 1:
+            raise ConfigError(f"model.kernel_size={kernel_size} must be odd (same padding)")
+
+        def activation_and_dropout() -> list[nn.Module]:
+            drop = [KeepDropout(keep_prob, rescale_dropout)] if keep_prob < 1 else []
+            return [make_activation(activation), *drop]
+
+        c, h, w = in_shape
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([c, *channels], channels):
+            conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=conv_bias)
+            layers += [init_conv_(conv, conv_init), *activation_and_dropout()]
+        layers.append(nn.Flatten())
+        sizes = [(channels[-1] if channels else c) * h * w, *hidden_sizes]
+        for n_in, n_out in zip(sizes, sizes[1:]):
+            layers += [init_linear_(nn.Linear(n_in, n_out), init), *activation_and_dropout()]
+        layers.append(init_linear_(nn.Linear(sizes[-1], out_features), init))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
