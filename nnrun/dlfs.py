@@ -3,6 +3,8 @@ initialisations as options of the shared trainer, each defaulting to the standar
 
 - `DenseNet`: Dense layers (Linear, activation, optional dropout) as the book's `Dense` builds
   them, with its initialisations (`init`) and its keep-probability dropout (`KeepDropout`).
+- `ConvDenseNet`: the chapter-5 and chapter-7 convolutional networks (same-padded convolutions,
+  then Dense layers), with the same dropout and inits (`init_conv_`) (catalog/003b).
 - `BookClassification` / `BookRegression`: the book's losses (`loss`).
 - `LeastSquares` + `boston_closed_form`: the chapter-2 baseline, fitted when it is built.
 
