@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from nnrun.data import Batch, Batches, Data, FullBatch, TensorBatches
 from nnrun.errors import ConfigError, DataError
-from nnrun.tasks import Task
+from nnrun.tasks import Task, pyplot
 
 
 def capacity(n_neurons: int) -> float:
@@ -170,11 +170,7 @@ class AssociativeRecall(Task):
     @torch.no_grad()
     def figures(self, model: nn.Module, batches: Batches, columns: int = 8) -> dict:
         """Stored, probe and recalled states for one probe of each of the first patterns."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         probe, stored = next(iter(batches.epoch()))
         first = torch.ones(len(stored), dtype=torch.bool, device=stored.device)
         first[1:] = (stored[1:] != stored[:-1]).any(1)  # where a new pattern's probes begin

@@ -179,11 +179,20 @@ class DenseGCN(nn.Module):
         sizes = [in_shape[0], *hidden_sizes, out_features]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.sigmoid_output = sigmoid_output
+        self._adj: tuple[Tensor, Tensor] | None = None  # (edge_index, its dense adjacency)
+
+    def adjacency(self, n: int, edge_index: Tensor, dtype: torch.dtype) -> Tensor:
+        """The dense (N, N) adjacency with self-loops, built once per graph: every training
+        step and evaluation passes the same `edge_index`."""
+        if self._adj is None or self._adj[0] is not edge_index:
+            adj = torch.eye(n, device=edge_index.device, dtype=dtype)
+            adj[edge_index[0], edge_index[1]] = 1  # edge_index (2, E), as PyG gives it
+            adj[edge_index[1], edge_index[0]] = 1
+            self._adj = (edge_index, adj)
+        return self._adj[1]
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        adj = torch.eye(len(x), device=x.device, dtype=x.dtype)  # (N, N), self-loops
-        adj[edge_index[0], edge_index[1]] = 1  # edge_index (2, E), as PyG gives it
-        adj[edge_index[1], edge_index[0]] = 1
+        adj = self.adjacency(len(x), edge_index, x.dtype)
         for i, layer in enumerate(self.layers):
             # layer(adj @ x) = adj @ (x W^T) + b, taken in the cheaper order for wide inputs
             x = torch.addmm(layer.bias, adj, x @ layer.weight.T)

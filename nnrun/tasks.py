@@ -16,6 +16,16 @@ from nnrun.data import Batch, Batches
 from nnrun.errors import ConfigError
 
 
+def pyplot():  # -> the matplotlib.pyplot module, imported only when a figure is drawn
+    """matplotlib's pyplot on the Agg backend: figures for TensorBoard, no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _check_reduction(reduction: str) -> str:
     if reduction not in ("mean", "sum"):
         raise ConfigError(f"task.reduction={reduction!r} must be mean or sum")
@@ -102,11 +112,7 @@ class Regression(Task):
     def figures(self, model: nn.Module, batches: Batches) -> dict:
         """Prediction against truth over the split: `val/forecast`, both in sample order (for
         series), or `val/scatter`, predicted against true with the diagonal."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         model.eval()
         pairs = [(model(x)[:, 0], y[:, 0]) for x, y in batches.epoch()]
         pred = torch.cat([p for p, _ in pairs]).float().cpu().numpy()
@@ -187,11 +193,7 @@ class CurveFit(Regression):
     @torch.no_grad()
     def figures(self, model: nn.Module, batches: Batches) -> dict:
         """The target and the model's fit against x, over the split: `val/fit`."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         model.eval()
         triples = [(x[:, 0], y[:, 0], model(x)[:, 0]) for x, y in batches.epoch()]
         x, y, fit = (torch.cat(parts).float().cpu() for parts in zip(*triples))

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from nnrun.data import Batch, Batches, Data, FullBatch, TensorBatches, data_root
 from nnrun.errors import DataError
-from nnrun.tasks import Task, _check_reduction
+from nnrun.tasks import Task, _check_reduction, pyplot
 
 
 def read_series(path: str, column: int = 1) -> Tensor:
@@ -172,11 +172,7 @@ class Forecast(Task):
     def figures(self, model: nn.Module, batches: Batches) -> dict:
         """The forecast over every window of the split, in original units, with a dashed line
         where the split's own part begins (the manual's Fig. 5, seed-000 L1935-1954)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         model.eval()
         parts = [(model(x) * span + lo, y * span + lo, mask)
                  for x, y, lo, span, mask in batches.epoch()]
