@@ -7,7 +7,6 @@ so `nnrun --cfg job` stays fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -29,6 +28,7 @@ from nnrun.errors import NnrunError, PastHydra, TrainingFailed
 @hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
 def job(cfg: DictConfig) -> dict[str, Any] | None:
     """One Hydra job. In a sweep, a failing job is recorded as failed and the sweep goes on."""
+    from nnrun.checkpoint import write_json
     from nnrun.run import run
 
     hydra_cfg = HydraConfig.get()
@@ -46,7 +46,7 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
         print(f"nnrun: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr)
         metrics = run_dir / "metrics.json"
         if not metrics.exists():  # a failure before training: record it for the summary
-            metrics.write_text(json.dumps({"status": "failed", "error": str(err)}, indent=2))
+            write_json({"status": "failed", "error": str(err)}, metrics)
         return None
 
 
