@@ -1,5 +1,5 @@
-"""TensorBoard logging behind a small interface: log, log_dict, log_figure, log_text, log_hparams,
-close."""
+"""TensorBoard logging behind a small interface: log, log_dict, log_view (figures, text, images,
+embeddings), log_hparams, close."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
+from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams, scalar
+
+from nnrun.tasks import Embedding
 
 
 class TensorBoardLogger:
@@ -56,15 +59,23 @@ class TensorBoardLogger:
         self._pending.clear()
         self._written_at = time.time()
 
-    def log_figure(self, name: str, figure: Any, step: int) -> None:
+    def log_view(self, name: str, view: Any, step: int) -> None:
+        """One of a task's views (`Task.figures`) under `name`: a float is a scalar, a str
+        Markdown text (TEXT tab), a tensor a (C, H, W) image in [0, 1] (IMAGES tab), an
+        `Embedding` points for the PROJECTOR tab, anything else a matplotlib figure."""
+        if isinstance(view, float):
+            self.log(name, view, step)
+            return
         self.flush()
-        self.writer.add_figure(name, figure, step, close=True)
-
-    def log_text(self, name: str, text: str, step: int) -> None:
-        """Markdown text under `name` (TensorBoard's TEXT tab): sample translations, generated
-        text."""
-        self.flush()
-        self.writer.add_text(name, text, step)
+        if isinstance(view, str):
+            self.writer.add_text(name, view, step)
+        elif isinstance(view, Tensor):
+            self.writer.add_image(name, view, step)
+        elif isinstance(view, Embedding):
+            self.writer.add_embedding(view.vectors, metadata=view.labels, label_img=view.images,
+                                      global_step=step, tag=name.replace("/", "_"))
+        else:
+            self.writer.add_figure(name, view, step, close=True)
 
     def log_hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
         """One HPARAMS entry for this run: its hyperparameters and final metrics.

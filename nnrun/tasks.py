@@ -7,6 +7,7 @@ The trainer never looks inside a batch: the data option picks its task in YAML
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,21 @@ def _check_reduction(reduction: str) -> str:
     return reduction
 
 
+@dataclass
+class Embedding:
+    """Points for TensorBoard's embedding projector (PROJECTOR tab: PCA, t-SNE and UMAP).
+
+    Args:
+        vectors: (N, D), one point per row.
+        labels: N labels to colour and search by, or None.
+        images: (N, C, H, W) thumbnails with pixels in [0, 1], or None.
+    """
+
+    vectors: Tensor
+    labels: list | None = None
+    images: Tensor | None = None
+
+
 class Task:
     """The interface: `loss` for a training step, `eval_stats` + `metrics` for evaluation."""
 
@@ -51,8 +67,11 @@ class Task:
         raise NotImplementedError
 
     def figures(self, model: nn.Module, batches: Batches) -> dict:
-        """Matplotlib figures (or Markdown text, as a str) worth a look in TensorBoard, by tag;
-        none by default."""
+        """What is worth a look in TensorBoard besides the metrics, by tag; none by default.
+
+        Each value is a matplotlib figure, Markdown text (a str), an image (a (C, H, W) tensor,
+        pixels in [0, 1]), an `Embedding`, or a scalar (a float, which also goes into the final
+        metrics)."""
         return {}
 
 

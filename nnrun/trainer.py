@@ -180,20 +180,20 @@ class Trainer:
                 test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
                 self.logger.log_dict(test, self.step)
                 result.update(test)
-            self._log_figures()
+            result.update(self._log_figures())
         else:
             result["error"] = error
         result["wall_s"] = time.perf_counter() - start
         return result
 
-    def _log_figures(self) -> None:
-        """The task's figures and texts of the validation split, at this step."""
-        for tag, figure in self.task.figures(self.model, self.data.val).items():
-            if isinstance(figure, str):  # text, e.g. sample translations
-                self.logger.log_text(tag, figure, self.step)
-            else:
-                self.logger.log_figure(tag, figure, self.step)
+    def _log_figures(self) -> dict[str, float]:
+        """The task's figures, texts, images and scalars of the validation split, at this step;
+        returns the scalars."""
+        views = self.task.figures(self.model, self.data.val)
+        for tag, view in views.items():
+            self.logger.log_view(tag, view, self.step)
         self.model.train()
+        return {tag: view for tag, view in views.items() if isinstance(view, float)}
 
     def _flush_losses(self) -> None:
         """Sync the buffered losses once: log their mean, or stop on the first non-finite one."""
