@@ -21,11 +21,12 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("model") == ["char_lstm", "char_rnn", "cnn", "conv_dense", "dense",
-                                "dense_gcn", "dynamic_poly", "elman", "example_cnn", "gcn", "gru",
-                                "hopfield", "least_squares", "legendre3", "linreg", "lstm",
-                                "mlp", "poly3", "poly_linear", "rmlp", "rnn", "simple_convnet",
-                                "state_space", "transformer", "transformer_small"]
+    assert options("model") == ["char_lstm", "char_rnn", "cnn", "conv_autoencoder", "conv_dense",
+                                "dense", "dense_gcn", "dynamic_poly", "elman", "example_cnn",
+                                "gcn", "gru", "hopfield", "least_squares", "legendre3", "linreg",
+                                "lstm", "mlp", "poly3", "poly_linear", "rmlp", "rnn",
+                                "simple_convnet", "state_space", "transformer",
+                                "transformer_small"]
     assert options("data") == ["airline", "binary_patterns", "boston", "boston_closed_form", "cora",
                                "dlfs_text", "mnist", "opus_books", "random_regression", "shampoo",
                                "sine", "sine_grid", "single_sample", "tinyshakespeare",
