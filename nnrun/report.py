@@ -51,6 +51,41 @@ def run_preset(preset: str, runs: Path, threads: int) -> dict[str, Any]:
     return {**metrics, "preset": preset, "total_s": wall, "run_dir": run_dir}
 
 
+# Claims that span presets: each (worse, better) pair says the second preset's metric is higher.
+ORDERINGS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("Deep Learning from Scratch ch. 4: each step of the MNIST ladder improves on the one before, "
+     "up to ch4_dropout, and the deep net needs dropout (seed-003 L3709-4231; catalog/003a)",
+     "test/acc",
+     [("dlfs/ch4_mse", "dlfs/ch4_softmax_ce"), ("dlfs/ch4_softmax_ce", "dlfs/ch4_momentum"),
+      ("dlfs/ch4_momentum", "dlfs/ch4_linear_decay"),
+      ("dlfs/ch4_linear_decay", "dlfs/ch4_exp_decay"),
+      ("dlfs/ch4_linear_decay", "dlfs/ch4_glorot_linear"),
+      ("dlfs/ch4_exp_decay", "dlfs/ch4_glorot_exp"),
+      ("dlfs/ch4_glorot_linear", "dlfs/ch4_dropout"), ("dlfs/ch4_glorot_exp", "dlfs/ch4_dropout"),
+      ("dlfs/ch4_deep_no_dropout", "dlfs/ch4_dropout"),
+      ("dlfs/ch4_deep_no_dropout", "dlfs/ch4_deep_dropout")]),
+]
+
+
+def ordering_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per (worse, better) pair of `ORDERINGS` whose presets were both run: the two
+    values and whether the order holds."""
+    by_preset = {r["preset"]: r for r in results}
+    out = []
+    for claim, metric, pairs in ORDERINGS:
+        for worse, better in pairs:
+            if worse not in by_preset or better not in by_preset:
+                continue
+            a, b = (by_preset[p].get(metric) for p in (worse, better))
+            if not (isinstance(a, float) and isinstance(b, float)):
+                verdict = "**missing**"
+            else:
+                verdict = "holds" if a < b else "**does not hold**"
+            out.append([claim.split(":")[0], metric, f"{worse} < {better}",
+                        f"{_num(a)} < {_num(b)}", verdict])
+    return out
+
+
 def _num(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
@@ -100,6 +135,12 @@ def write_report(results: list[dict[str, Any]], out: Path, command: str) -> None
     for result in results:
         for row in rows(result):
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    ordering = ordering_rows(results)
+    if ordering:
+        lines += ["", "## Orderings across presets", ""]
+        lines += [f"- {claim}" for claim, _, _ in ORDERINGS]
+        lines += ["", "| claim | metric | order | nnrun | verdict |", "|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in ordering]
     notes = [(r["preset"], c) for r in results for c in r.get("expected", []) if c.get("note")]
     if notes:
         lines += ["", "## Notes on the targets", ""]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnrun.report import preset_ids, rows, write_report
+from nnrun.report import ORDERINGS, ordering_rows, preset_ids, rows, write_report
 
 
 def result(**extra) -> dict:
@@ -38,6 +38,21 @@ def test_the_report_has_its_header_rows_and_notes(tmp_path):
     assert "- command: `python -m nnrun.report doc/x`" in text and "- machine:" in text
     assert "| doc/x | val/rmse | 5 (L2) | 5.3 | ±0.1 | **outside tolerance** |" in text
     assert "**doc/x**, val/rmse: the book rounds" in text
+
+
+def test_orderings_say_whether_each_pair_holds(tmp_path):
+    ladder = {"dlfs/ch4_mse": 0.72, "dlfs/ch4_softmax_ce": 0.91, "dlfs/ch4_momentum": 0.90}
+    results = [result(preset=p, **{"test/acc": acc}) for p, acc in ladder.items()]
+    results.append(result(preset="dlfs/ch4_linear_decay", status="failed", error="boom"))
+    table = ordering_rows(results)  # pairs with a preset that was not run are left out
+    assert [(r[2], r[3], r[4]) for r in table] == [
+        ("dlfs/ch4_mse < dlfs/ch4_softmax_ce", "0.72 < 0.91", "holds"),
+        ("dlfs/ch4_softmax_ce < dlfs/ch4_momentum", "0.91 < 0.9", "**does not hold**"),
+        ("dlfs/ch4_momentum < dlfs/ch4_linear_decay", "0.9 < None", "**missing**")]
+    out = tmp_path / "REPRODUCTION.md"
+    write_report(results, out, "python -m nnrun.report --all")
+    assert "## Orderings across presets" in out.read_text()
+    assert all(p in preset_ids() for _, _, pairs in ORDERINGS for pair in pairs for p in pair)
 
 
 def test_every_preset_is_listed():
