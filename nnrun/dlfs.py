@@ -4,7 +4,8 @@ initialisations as options of the shared trainer, each defaulting to the standar
 - `DenseNet`: Dense layers (Linear, activation, optional dropout) as the book's `Dense` builds
   them, with its initialisations (`init`) and its keep-probability dropout (`KeepDropout`).
 - `ConvDenseNet`: the chapter-5 and chapter-7 convolutional networks (same-padded convolutions,
-  then Dense layers), with the same dropout and inits (`init_conv_`) (catalog/003b).
+  then Dense layers), with the same dropout and inits (`init_conv_`) and the book's conv weight
+  gradient as an option (`conv_grad=book`, `BookGradConv2d`) (catalog/003b).
 - `BookClassification` / `BookRegression`: the book's losses (`loss`).
 - `LeastSquares` + `boston_closed_form`: the chapter-2 baseline, fitted when it is built.
 
@@ -280,13 +281,53 @@ def init_conv_(conv: nn.Conv2d, init: str) -> nn.Conv2d:
     return conv
 
 
+class _BookConvGrad(torch.autograd.Function):
+    """A same-padded, stride-1 convolution whose weight gradient is the one the book's
+    `_param_grad_matmul` computes (seed-003 L7380-7428; catalog/003b G7): its image patches come
+    out as [positions, batch, ...] and are reshaped to rows without the transpose to
+    [batch, positions, ...], so each output-gradient row (batch-major) meets the patch of
+    another image and position. The sum is right for batch 1, scrambled for more. The forward
+    pass and the input gradient are the correct ones."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        k = weight.shape[-1]
+        grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad_out, padding=k // 2)
+        batch, positions = x.shape[0], x.shape[2] * x.shape[3]
+        patches = F.unfold(x, k, padding=k // 2)               # (B, C*k*k, H*W)
+        rows = patches.permute(2, 0, 1).reshape(positions * batch, -1)  # [H*W, B] order
+        grads = grad_out.permute(0, 2, 3, 1).reshape(batch * positions, -1)  # [B, H*W] order
+        grad_w = (rows.T @ grads).T.reshape(weight.shape)      # (out, C*k*k) -> (out, C, k, k)
+        grad_b = grad_out.sum((0, 2, 3)) if ctx.has_bias else None
+        return grad_x, grad_w, grad_b
+
+
+class BookGradConv2d(nn.Conv2d):
+    """nn.Conv2d (stride 1, same padding) with the book's scrambled weight gradient
+    (`_BookConvGrad`), for `ConvDenseNet(conv_grad="book")`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _BookConvGrad.apply(x, self.weight, self.bias)
+
+
+CONV_GRADS = ("torch", "book")
+
+
 class ConvDenseNet(nn.Module):
     """The book's convolutional networks (chapters 5 and 7): stride-1, same-padded convolutions
     (no pooling, so the maps stay at the input's size), each followed by the activation and
     dropout, flattened into Dense layers (Linear, activation, dropout) and a Linear output.
 
     Chapter 5's (`experiments/dlfs/ch5_conv_mnist.yaml`): channels [32], no conv bias, the
-    book's conv "glorot", tanh, keep-0.8 book dropout, Dense(10) from N(0, 1). Chapter 7's
+    book's scrambled conv weight gradient (`conv_grad=book`), its conv "glorot", tanh, keep-0.8
+    book dropout, Dense(10) from N(0, 1). Chapter 7's
     MNIST_ConvNet (`ch7_mnist_convnet.yaml`): channels [16, 8], hidden [32], tanh, PyTorch's
     init and nn.Dropout(0.2).
 
@@ -300,16 +341,20 @@ class ConvDenseNet(nn.Module):
         keep_prob, rescale_dropout: dropout after every activation, as `KeepDropout`.
         conv_init: the convolutions' init (`init_conv_`).
         init: the Dense layers' init (`init_linear_`).
+        conv_grad: `torch` (the correct gradient) or `book`: the convolutions' weight gradient
+            as the book's NumPy im2col computes it, without a transpose (`_BookConvGrad`).
     """
 
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  channels: Sequence[int] = (16, 8), kernel_size: int = 5, conv_bias: bool = True,
                  hidden_sizes: Sequence[int] = (32,), activation: str = "Tanh",
                  keep_prob: float = 1.0, rescale_dropout: bool = True,
-                 conv_init: str = "torch", init: str = "torch") -> None:
+                 conv_init: str = "torch", init: str = "torch", conv_grad: str = "torch") -> None:
         super().__init__()
         if len(in_shape) != 3:
             raise ConfigError(f"model=conv_dense needs (C, H, W) images; the data gives {in_shape}")
+        if conv_grad not in CONV_GRADS:
+            raise ConfigError(f"model.conv_grad={conv_grad!r} must be torch (correct) or book")
         if kernel_size % 2 != 1:
             raise ConfigError(f"model.kernel_size={kernel_size} must be odd (same padding)")
 
@@ -320,7 +365,8 @@ class ConvDenseNet(nn.Module):
         c, h, w = in_shape
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels], channels):
-            conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=conv_bias)
+            conv_class = BookGradConv2d if conv_grad == "book" else nn.Conv2d
+            conv = conv_class(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=conv_bias)
             layers += [init_conv_(conv, conv_init), *activation_and_dropout()]
         layers.append(nn.Flatten())
         sizes = [(channels[-1] if channels else c) * h * w, *hidden_sizes]
