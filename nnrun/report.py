@@ -46,7 +46,8 @@ def run_preset(preset: str, runs: Path, threads: int) -> dict[str, Any]:
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["(no output)"]
         metrics.setdefault("error", lines[-1])
-        metrics["status"] = "failed"
+        # Exit 2 is input nnrun refused before training (a missing dataset); 1 a failed run.
+        metrics["status"] = "not run" if done.returncode == 2 else "failed"
     print(f"{preset}: {metrics.get('status')} in {wall:.0f} s", file=sys.stderr)
     return {**metrics, "preset": preset, "total_s": wall, "run_dir": run_dir}
 
@@ -94,9 +95,9 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
     """Report rows for one preset: one per target, or one 'recorded' row without targets."""
     run_dir = Path(os.path.relpath(result["run_dir"]))
     common = [f"{result['total_s']:.0f} s", f"`{run_dir}`"]
-    if result["status"] == "failed":
-        return [[result["preset"], "-", "-", "-", "-", f"**run failed**: {result['error']}",
-                 *common]]
+    if result["status"] in ("failed", "not run"):
+        verdict = "**run failed**" if result["status"] == "failed" else "**not run**"
+        return [[result["preset"], "-", "-", "-", "-", f"{verdict}: {result['error']}", *common]]
     checks = result.get("expected", [])
     if not checks:
         shown = [k for k in result if k.startswith("test/")] or \

@@ -27,6 +27,8 @@ def test_rows_record_experiments_without_a_target_and_failed_runs():
     assert recorded[5] == "recorded" and "test/acc 0.9" in recorded[3]
     (failed,) = rows(result(status="failed", error="nnrun: error: boom"))
     assert "run failed" in failed[5] and "boom" in failed[5]
+    (refused,) = rows(result(status="not run", error="nnrun: error: data.path=x does not exist"))
+    assert refused[5] == "**not run**: nnrun: error: data.path=x does not exist"
 
 
 def test_the_report_has_its_header_rows_and_notes(tmp_path):
