@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -50,3 +58,44 @@ def nnrun(*args: str, cwd: Path, env: dict[str, str] | None = None,
 # The smallest real jobs, for tests that exercise the machinery rather than the learning.
 TINY_SINE = ["data.n_points=200", "data.window=8", "model.hidden_size=8", "trainer.epochs=2",
              "trainer.progress=false"]
+
+
+def get_json(url: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path, log: Path, ready: Callable[[str], bool]) -> Iterator[str]:
+    """The real `tensorboard` server on a free loopback port, over `logdir`; yields its base URL
+    once `ready(base)` is true (it reads event files in the background), and stops it after."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"tensorboard exited: {log.read_text()}"
+            try:
+                if ready(base):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, f"tensorboard not ready: {log.read_text()}"
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -5,11 +5,12 @@ views, and the 1-epoch MNIST target (slow)."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_config
+from conftest import get_json, make_config, tensorboard_server
 from google.protobuf import text_format
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -130,6 +131,27 @@ def test_run_writes_recon_grids_scalars_and_projector(short_run):
     assert labels[:4] == ["7", "2", "1", "0"]  # the test set's first labels, in order
     assert list(embedding.sprite.single_image_dim) == [28, 28]
     assert (short_run / "tb" / embedding.sprite.image_path).stat().st_size > 0
+
+
+def test_tensorboard_projector_serves_the_codes_labels_and_thumbnails(short_run, tmp_path):
+    """The real `tensorboard` server's PROJECTOR plugin (whose t-SNE shows the clusters) finds
+    the run's encodings, their labels and the sprite of thumbnails."""
+
+    def ready(base: str) -> bool:
+        return "tb" in get_json(f"{base}/data/plugin/projector/runs")
+
+    with tensorboard_server(short_run, tmp_path / "tensorboard.log", ready) as base:
+        info = get_json(f"{base}/data/plugin/projector/info?run=tb")
+        (embedding,) = info["embeddings"]
+        name = embedding["tensorName"]
+        assert embedding["tensorShape"] == [500, 28]
+        assert embedding["sprite"]["singleImageDim"] == [28, 28]
+        query = f"run=tb&name={urllib.request.quote(name)}"
+        with urllib.request.urlopen(f"{base}/data/plugin/projector/metadata?{query}") as reply:
+            labels = reply.read().decode().splitlines()
+        assert len(labels) == 500 and labels[:4] == ["7", "2", "1", "0"]
+        with urllib.request.urlopen(f"{base}/data/plugin/projector/sprite_image?{query}") as reply:
+            assert reply.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_encoder_loads_on_its_own_from_the_checkpoint(short_run):

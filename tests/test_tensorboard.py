@@ -6,17 +6,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import TINY_SINE, nnrun
+from conftest import TINY_SINE, get_json, nnrun, tensorboard_server
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
@@ -115,41 +109,14 @@ def test_hparams_entry_holds_the_runs_values_and_metrics(run_dir):
     assert end.status == api_pb2.Status.STATUS_SUCCESS
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get_json(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def test_tensorboard_server_lists_the_run(run_dir, tmp_path):
     """The real `tensorboard` server, on loopback only, serves the run's scalars and HPARAMS."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "tensorboard.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir),
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        tags: dict[str, Any] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and set(SCALARS) - set(tags.get("tb", {})):
-            assert server.poll() is None, f"tensorboard exited: {log.read_text()}"
-            time.sleep(0.5)
-            try:
-                tags = get_json(f"{base}/data/plugin/scalars/tags")
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                continue
-        assert set(SCALARS) <= set(tags.get("tb", {})), (tags, log.read_text())
+
+    def ready(base: str) -> bool:
+        return set(SCALARS) <= set(get_json(f"{base}/data/plugin/scalars/tags").get("tb", {}))
+
+    with tensorboard_server(run_dir, tmp_path / "tensorboard.log", ready) as base:
         assert get_json(f"{base}/data/runs") == ["tb"]
 
         points = get_json(f"{base}/data/plugin/scalars/scalars?run=tb&tag=val/loss")
@@ -164,13 +131,7 @@ def test_tensorboard_server_lists_the_run(run_dir, tmp_path):
         assert groups[0]["hparams"]["optimizer.lr"] == pytest.approx(LR)
         values = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}
         assert values["val/loss"] == pytest.approx(metrics["val/loss"], rel=1e-6)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+
 
 
 def test_resume_after_a_kill_leaves_one_point_per_step(tmp_path):
