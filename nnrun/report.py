@@ -113,7 +113,8 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def write_report(results: list[dict[str, Any]], out: Path, command: str) -> None:
+def write_report(results: list[dict[str, Any]], out: Path, command: str,
+                 threads: int | None = None) -> None:
     import torch  # only for the version in the header
 
     header = ["experiment", "metric", "document", "nnrun", "tolerance", "verdict", "wall",
@@ -125,7 +126,8 @@ def write_report(results: list[dict[str, Any]], out: Path, command: str) -> None
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
         + (", CUDA" if torch.cuda.is_available() else ", no GPU"),
-        f"- command: `{command}`",
+        f"- command: `{command}`" + (f", {threads} intra-op thread(s) per run "
+                                      "(OMP_NUM_THREADS)" if threads else ""),
         "",
         "Written by `python -m nnrun.report` from real runs; never edited by hand. A target is "
         "reproduced when nnrun's number lies within the tolerance of the document's.",
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda p: run_preset(p, runs, threads), chosen))
     command = "python -m nnrun.report " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_report(results, args.out, command)
+    write_report(results, args.out, command, threads)
     print(f"wrote {args.out}", file=sys.stderr)
 
 
