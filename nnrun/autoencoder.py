@@ -168,13 +168,14 @@ class Reconstruction(Task):
 
     @torch.no_grad()
     def figures(self, model: nn.Module, batches: Batches) -> dict:
+        """The grids, scalars and projector points listed in the class docstring."""
         from torchvision.utils import make_grid
 
         model.eval()
-        batches_list = list(batches.epoch())
-        images = torch.cat([b[0] for b in batches_list])
-        labels = torch.cat([b[1] for b in batches_list]) if len(batches_list[0]) > 1 else None
-        codes = torch.cat([model.encoder(b[0]) for b in batches_list])
+        split = list(batches.epoch())
+        images = torch.cat([batch[0] for batch in split])
+        labels = torch.cat([batch[1] for batch in split]) if len(split[0]) > 1 else None
+        codes = torch.cat([model.encoder(batch[0]) for batch in split])
         lo, hi = float(images.min()), float(images.max())
 
         def picture(x: Tensor, nrow: int) -> Tensor:  # a grid, pixels in [0, 1]
@@ -183,8 +184,8 @@ class Reconstruction(Task):
 
         shown = images[:self.grid]
         generator = torch.Generator().manual_seed(self.seed)
-        random = torch.rand(self.random_codes, codes.shape[1], generator=generator) * 2 - 1
-        decodes = model.decoder(random.to(codes.device))
+        uniform = torch.rand(self.random_codes, codes.shape[1], generator=generator) * 2 - 1
+        decodes = model.decoder(uniform.to(codes.device))
         out: dict = {
             "val/recon": picture(torch.cat([shown, model(shown)]), len(shown)),
             "val/random_decodes": picture(decodes, 8),
