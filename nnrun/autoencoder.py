@@ -20,18 +20,14 @@ from torch import Tensor, nn
 
 from nnrun import checkpoint
 from nnrun.data import Batch, Batches
+from nnrun.dlfs import ConvDenseNet, same_conv
 from nnrun.errors import ConfigError
 from nnrun.tasks import Embedding, Task, _check_reduction
 
 
-def _conv(c_in: int, c_out: int, kernel_size: int) -> list[nn.Module]:
-    """The book's ConvLayer: a stride-1, same-padded convolution and tanh."""
-    return [nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2), nn.Tanh()]
-
-
-class ConvEncoder(nn.Module):
-    """Images to codes in (-1, 1): same-padded convolutions with tanh, flattened into one
-    Linear layer with tanh (the book's Encoder: conv 1->14, conv 14->7, dense 5488->28).
+class ConvEncoder(nn.Sequential):
+    """Images to codes in (-1, 1): the book's Encoder (conv 1->14, conv 14->7, dense 5488->28,
+    all tanh) is a `ConvDenseNet` with no hidden Dense layer, its output put through tanh.
 
     Args:
         in_shape: one image's (C, H, W).
@@ -42,15 +38,8 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, in_shape: Sequence[int], hidden_dim: int = 28,
                  channels: Sequence[int] = (14, 7), kernel_size: int = 5) -> None:
-        super().__init__()
-        c, h, w = in_shape
-        layers = [m for c_in, c_out in zip([c, *channels], channels)
-                  for m in _conv(c_in, c_out, kernel_size)]
-        self.net = nn.Sequential(*layers, nn.Flatten(),
-                                 nn.Linear(channels[-1] * h * w, hidden_dim), nn.Tanh())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        super().__init__(ConvDenseNet(in_shape, hidden_dim, channels, kernel_size,
+                                      hidden_sizes=[], activation="Tanh"), nn.Tanh())
 
 
 class ConvDecoder(nn.Module):
@@ -66,7 +55,7 @@ class ConvDecoder(nn.Module):
         self.dense = nn.Sequential(nn.Linear(hidden_dim, math.prod(self.map_shape)), nn.Tanh())
         sizes = [*reversed(channels), c]
         self.convs = nn.Sequential(*(m for c_in, c_out in zip(sizes, sizes[1:])
-                                     for m in _conv(c_in, c_out, kernel_size)))
+                                     for m in (same_conv(c_in, c_out, kernel_size), nn.Tanh())))
 
     def forward(self, code: Tensor) -> Tensor:
         return self.convs(self.dense(code).view(-1, *self.map_shape))
@@ -91,8 +80,6 @@ class ConvAutoencoder(nn.Module):
         if len(in_shape) != 3:
             raise ConfigError(f"model=conv_autoencoder needs (C, H, W) images; the data gives "
                               f"{in_shape}")
-        if kernel_size % 2 != 1:
-            raise ConfigError(f"model.kernel_size={kernel_size} must be odd (same padding)")
         if not channels or hidden_dim < 1:
             raise ConfigError("model.channels needs at least one convolution and "
                               "model.hidden_dim must be >= 1, e.g. channels=[14,7] hidden_dim=28")
@@ -167,7 +154,7 @@ class Reconstruction(Task):
         return {"loss": mse, "mse": mse}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: Batches) -> dict:
+    def views(self, model: nn.Module, batches: Batches) -> dict:
         """The grids, scalars and projector points listed in the class docstring."""
         from torchvision.utils import make_grid
 

@@ -143,9 +143,16 @@ class Data:
     dims: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device) -> Data:
+        """The splits on `device`; a split that validates and tests stays one object, so the
+        trainer can tell it evaluated it already."""
         moved: dict[int, Tensor] = {}
-        test = self.test.to(device, moved) if self.test is not None else None
-        return Data(self.train.to(device, moved), self.val.to(device, moved), test, self.dims)
+        val = self.val.to(device, moved)
+        test = self.test
+        if test is self.val:
+            test = val
+        elif test is not None:
+            test = test.to(device, moved)
+        return Data(self.train.to(device, moved), val, test, self.dims)
 
 
 def data_root(root: str | None) -> Path:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from nnrun.data import Batch, Data, TensorBatches, boston
 from nnrun.errors import ConfigError
 from nnrun.models import make_activation
-from nnrun.tasks import Classification, Regression
+from nnrun.tasks import Classification, Regression, with_gradient_of
 
 INITS = ("torch", "standard_normal", "dlfs_glorot", "glorot_normal")
 
@@ -189,8 +189,7 @@ class BookClassification(Classification):
         value = self._value(output, y, "mean")
         if self.loss_name != "book_softmax_ce":
             return value
-        stepped = F.cross_entropy(output, y)  # the book's gradient, (softmax - y) / N
-        return value.detach() + (stepped - stepped.detach())
+        return with_gradient_of(value, F.cross_entropy(output, y))  # book: (softmax - y) / N
 
     def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         output, y = self.logits_and_targets(model, batch)
@@ -320,6 +319,20 @@ class BookGradConv2d(nn.Conv2d):
 CONV_GRADS = ("torch", "book")
 
 
+def same_conv(c_in: int, c_out: int, kernel_size: int, bias: bool = True, init: str = "torch",
+              grad: str = "torch") -> nn.Conv2d:
+    """The book's ConvLayer convolution: stride 1, padded by kernel_size // 2 so H and W stay;
+    initialised by `init_conv_`; `grad="book"` gives it the book's weight gradient
+    (`BookGradConv2d`)."""
+    if kernel_size % 2 != 1:
+        raise ConfigError(f"model.kernel_size={kernel_size} must be odd (same padding)")
+    if grad not in CONV_GRADS:
+        raise ConfigError(f"model.conv_grad={grad!r} must be torch (correct) or book")
+    conv_class = BookGradConv2d if grad == "book" else nn.Conv2d
+    conv = conv_class(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=bias)
+    return init_conv_(conv, init)
+
+
 class ConvDenseNet(nn.Module):
     """The book's convolutional networks (chapters 5 and 7): stride-1, same-padded convolutions
     (no pooling, so the maps stay at the input's size), each followed by the activation and
@@ -353,10 +366,6 @@ class ConvDenseNet(nn.Module):
         super().__init__()
         if len(in_shape) != 3:
             raise ConfigError(f"model=conv_dense needs (C, H, W) images; the data gives {in_shape}")
-        if conv_grad not in CONV_GRADS:
-            raise ConfigError(f"model.conv_grad={conv_grad!r} must be torch (correct) or book")
-        if kernel_size % 2 != 1:
-            raise ConfigError(f"model.kernel_size={kernel_size} must be odd (same padding)")
 
         def activation_and_dropout() -> list[nn.Module]:
             drop = [KeepDropout(keep_prob, rescale_dropout)] if keep_prob < 1 else []
@@ -365,9 +374,8 @@ class ConvDenseNet(nn.Module):
         c, h, w = in_shape
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels], channels):
-            conv_class = BookGradConv2d if conv_grad == "book" else nn.Conv2d
-            conv = conv_class(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=conv_bias)
-            layers += [init_conv_(conv, conv_init), *activation_and_dropout()]
+            conv = same_conv(c_in, c_out, kernel_size, conv_bias, conv_init, conv_grad)
+            layers += [conv, *activation_and_dropout()]
         layers.append(nn.Flatten())
         sizes = [(channels[-1] if channels else c) * h * w, *hidden_sizes]
         for n_in, n_out in zip(sizes, sizes[1:]):

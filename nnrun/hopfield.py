@@ -168,7 +168,7 @@ class AssociativeRecall(Task):
                 "probe_overlap": float(stats["probe_overlap"]) / n}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: Batches, columns: int = 8) -> dict:
+    def views(self, model: nn.Module, batches: Batches, columns: int = 8) -> dict:
         """Stored, probe and recalled states for one probe of each of the first patterns."""
         plt = pyplot()
         probe, stored = next(iter(batches.epoch()))

@@ -60,7 +60,7 @@ class TensorBoardLogger:
         self._written_at = time.time()
 
     def log_view(self, name: str, view: Any, step: int) -> None:
-        """One of a task's views (`Task.figures`) under `name`: a float is a scalar, a str
+        """One of a task's views (`Task.views`) under `name`: a float is a scalar, a str
         Markdown text (TEXT tab), a tensor a (C, H, W) image in [0, 1] (IMAGES tab), an
         `Embedding` points for the PROJECTOR tab, anything else a matplotlib figure."""
         if isinstance(view, float):

@@ -305,7 +305,7 @@ class Translation(Task):
                 **text_metrics(stats)}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: Batches) -> dict:
+    def views(self, model: nn.Module, batches: Batches) -> dict:
         """The first `samples` validation sentences: source, reference and translation, as a
         Markdown table (`val/translations`)."""
         model.eval()

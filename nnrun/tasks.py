@@ -27,6 +27,12 @@ def pyplot():  # -> the matplotlib.pyplot module, imported only when a figure is
     return plt
 
 
+def with_gradient_of(value: Tensor, stepped: Tensor) -> Tensor:
+    """`value` exactly (adding 0.0 rounds nothing) with the gradient of `stepped`: a loss whose
+    reported number and whose gradient come from two formulas, as some documents' do."""
+    return value.detach() + (stepped - stepped.detach())
+
+
 def _check_reduction(reduction: str) -> str:
     if reduction not in ("mean", "sum"):
         raise ConfigError(f"task.reduction={reduction!r} must be mean or sum")
@@ -52,7 +58,7 @@ class Task:
     """The interface: `loss` for a training step, `eval_stats` + `metrics` for evaluation."""
 
     metric_names: tuple[str, ...] = ("loss",)
-    figures_every: int | None = None  # steps between `figures` during training; None: at the end
+    views_every: int | None = None  # steps between `views` during training; None: at the end
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         raise NotImplementedError
@@ -66,7 +72,7 @@ class Task:
         """Metrics from the summed statistics of a whole split."""
         raise NotImplementedError
 
-    def figures(self, model: nn.Module, batches: Batches) -> dict:
+    def views(self, model: nn.Module, batches: Batches) -> dict:
         """What is worth a look in TensorBoard besides the metrics, by tag; none by default.
 
         Each value is a matplotlib figure, Markdown text (a str), an image (a (C, H, W) tensor,
@@ -109,9 +115,7 @@ class Regression(Task):
         loss = F.mse_loss(pred, y, reduction=self.reduction)
         if self.grad_reduction == self.reduction:
             return loss
-        # The value of `loss` exactly (adding 0.0 rounds nothing), the gradient of `stepped`.
-        stepped = F.mse_loss(pred, y, reduction=self.grad_reduction)
-        return loss.detach() + (stepped - stepped.detach())
+        return with_gradient_of(loss, F.mse_loss(pred, y, reduction=self.grad_reduction))
 
     def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         x, y = batch
@@ -128,7 +132,7 @@ class Regression(Task):
         return {"loss": mse, "mse": mse, "mae": ae / n, "rmse": math.sqrt(mse), "r2": r2}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: Batches) -> dict:
+    def views(self, model: nn.Module, batches: Batches) -> dict:
         """Prediction against truth over the split: `val/forecast`, both in sample order (for
         series), or `val/scatter`, predicted against true with the diagonal."""
         plt = pyplot()
@@ -210,7 +214,7 @@ class CurveFit(Regression):
         return {**super().metrics(stats), "sse": float(stats["se"])}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: Batches) -> dict:
+    def views(self, model: nn.Module, batches: Batches) -> dict:
         """The target and the model's fit against x, over the split: `val/fit`."""
         plt = pyplot()
         model.eval()

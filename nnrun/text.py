@@ -139,7 +139,7 @@ class NextCharacter(Task):
             raise ConfigError(f"task.sample_every={sample_every} must be positive or null")
         if temperature <= 0:
             raise ConfigError(f"task.temperature={temperature} must be > 0")
-        self.figures_every, self.sample_len = sample_every, sample_len
+        self.views_every, self.sample_len = sample_every, sample_len
         self.temperature, self.prime = temperature, prime
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -161,7 +161,7 @@ class NextCharacter(Task):
         return {"loss": loss, "acc": float(stats["correct"]) / n, "bpc": loss / math.log(2)}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: CharWindows) -> dict:
+    def views(self, model: nn.Module, batches: CharWindows) -> dict:
         """`samples/text`: `sample_len` characters drawn one at a time from the model's softmax,
         starting from `prime` and feeding the recurrent state forward (`model.forward_state`);
         indented as a Markdown code block, so TensorBoard keeps the line breaks."""

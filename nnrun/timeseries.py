@@ -169,7 +169,7 @@ class Forecast(Task):
         return {"loss": se / n, "rmse": math.sqrt(se_units / n), "mae": ae_units / n, "r2": r2}
 
     @torch.no_grad()
-    def figures(self, model: nn.Module, batches: Batches) -> dict:
+    def views(self, model: nn.Module, batches: Batches) -> dict:
         """The forecast over every window of the split, in original units, with a dashed line
         where the split's own part begins (the manual's Fig. 5, seed-000 L1935-1954)."""
         plt = pyplot()

@@ -141,8 +141,8 @@ class Trainer:
                     self.batch_in_epoch += 1
                     if self._n_losses == cfg.log_every:
                         self._flush_losses()
-                    if self.task.figures_every and self.step % self.task.figures_every == 0:
-                        self._log_figures()  # e.g. generated text, while it trains
+                    if self.task.views_every and self.step % self.task.views_every == 0:
+                        self._log_views()  # e.g. generated text, while it trains
                     if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
                         if self._validate():
                             status = "stopped_early"
@@ -177,19 +177,23 @@ class Trainer:
         if status != "failed":
             result.update(self.metrics)
             if self.data.test is not None:
-                test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
+                if self.data.test is self.data.val:  # just evaluated, at this step
+                    test = {f"test/{k[4:]}": v for k, v in self.metrics.items()
+                            if k.startswith("val/")}
+                else:
+                    test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
                 self.logger.log_dict(test, self.step)
                 result.update(test)
-            result.update(self._log_figures())
+            result.update(self._log_views())
         else:
             result["error"] = error
         result["wall_s"] = time.perf_counter() - start
         return result
 
-    def _log_figures(self) -> dict[str, float]:
-        """The task's figures, texts, images and scalars of the validation split, at this step;
+    def _log_views(self) -> dict[str, float]:
+        """The task's views (figures, texts, images, scalars) of the validation split, at this step;
         returns the scalars."""
-        views = self.task.figures(self.model, self.data.val)
+        views = self.task.views(self.model, self.data.val)
         for tag, view in views.items():
             self.logger.log_view(tag, view, self.step)
         self.model.train()

@@ -141,11 +141,11 @@ def test_sampling_leaves_the_training_random_state_alone(corpus):
     model = CharRNN(vocab_size=data.dims["vocab_size"], layers=MIXED)
     task = NextCharacter(sample_len=20, prime="to be", seed=3)
     state = torch.get_rng_state()
-    text = task.figures(model, data.val)["samples/text"]
+    text = task.views(model, data.val)["samples/text"]
     assert text.startswith("    to be") and len(text) == 4 + 5 + 20 + 4 * text.count("\n")
     assert torch.equal(torch.get_rng_state(), state)
     with pytest.raises(ConfigError, match="outside the vocabulary"):
-        NextCharacter(prime="XYZ").figures(model, data.val)
+        NextCharacter(prime="XYZ").views(model, data.val)
 
 
 def test_tinyshakespeare_default_job_composes(data_root):

@@ -148,9 +148,9 @@ def test_boston_mlp_reaches_the_books_r2(tmp_path, data_root):
 def test_regression_scatter_figure():
     data = toy_linreg(x=[[1.0], [2.0], [3.0]], weights=[2.0])
     model = LinearRegression(in_shape=(1,), out_features=1)
-    figures = Regression(figure="scatter").figures(model, data.val)
+    figures = Regression(figure="scatter").views(model, data.val)
     assert list(figures) == ["val/scatter"]
-    assert list(Regression().figures(model, data.val)) == ["val/forecast"]
+    assert list(Regression().views(model, data.val)) == ["val/forecast"]
     with pytest.raises(ConfigError, match="task.figure"):
         Regression(figure="pie")
 
