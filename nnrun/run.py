@@ -168,6 +168,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"trainer.monitor={trainer_cfg.monitor} is not a metric of this task; "
                           f"use one of {', '.join(metric_names)}")
     data = build(cfg.data).to(device)
+    task.check(data)
     model = build(cfg.model, **data.dims).to(device)
     optimizer = build(cfg.optimizer, params=model.parameters())
     schedule = build(cfg.schedule, optimizer=optimizer,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nnrun.data import Batch, Batches
+from nnrun.data import Batch, Batches, Data
 from nnrun.errors import ConfigError
 
 
@@ -71,6 +71,10 @@ class Task:
     def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
         """Metrics from the summed statistics of a whole split."""
         raise NotImplementedError
+
+    def check(self, data: Data) -> None:
+        """Check the task's settings against the data before training starts (a ConfigError
+        names the key); nothing to check by default."""
 
     def views(self, model: nn.Module, batches: Batches) -> dict:
         """What is worth a look in TensorBoard besides the metrics, by tag; none by default.

@@ -160,17 +160,26 @@ class NextCharacter(Task):
         loss = float(stats["loss"]) / n
         return {"loss": loss, "acc": float(stats["correct"]) / n, "bpc": loss / math.log(2)}
 
+    def _prime(self, batches: CharWindows) -> str:
+        """The text a sample starts from; a ConfigError if the vocabulary lacks any of it."""
+        prime = self.prime or batches.vocab[int(batches.ids[0])]
+        missing = sorted(set(prime) - set(batches.vocab))
+        if missing:
+            raise ConfigError(f"task.prime={prime!r} has characters outside the vocabulary: "
+                              f"{missing}")
+        return prime
+
+    def check(self, data: Data) -> None:
+        """A prime the text cannot spell fails now, not at the first sample."""
+        self._prime(data.val)
+
     @torch.no_grad()
     def views(self, model: nn.Module, batches: CharWindows) -> dict:
         """`samples/text`: `sample_len` characters drawn one at a time from the model's softmax,
         starting from `prime` and feeding the recurrent state forward (`model.forward_state`);
         indented as a Markdown code block, so TensorBoard keeps the line breaks."""
         vocab = batches.vocab
-        prime = self.prime or vocab[int(batches.ids[0])]
-        missing = sorted(set(prime) - set(vocab))
-        if missing:
-            raise ConfigError(f"task.prime={prime!r} has characters outside the vocabulary: "
-                              f"{missing}")
+        prime = self._prime(batches)
         model.eval()
         x = torch.tensor([[vocab.index(c) for c in prime]], device=batches.ids.device)
         logits, state = model.forward_state(x)

@@ -148,6 +148,14 @@ def test_sampling_leaves_the_training_random_state_alone(corpus):
         NextCharacter(prime="XYZ").views(model, data.val)
 
 
+def test_a_prime_the_text_cannot_spell_fails_before_training(tmp_path, data_root):
+    cfg = make_config("model=char_lstm", "data=dlfs_text", f"data.root={data_root}",
+                      "task.prime='☃'", "trainer.progress=false", "device=cpu")
+    with pytest.raises(ConfigError, match="task.prime='☃' has characters outside"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
 def test_tinyshakespeare_default_job_composes(data_root):
     cfg = make_config("model=char_lstm", "data=tinyshakespeare", f"data.root={data_root}")
     validate(cfg)
