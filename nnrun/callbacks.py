@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from nnrun.errors import ConfigError, NnrunError, PastHydra
+from nnrun.errors import ConfigError, PastHydra, SweepFailed
 
 
 class RunDirGuard(Callback):
@@ -43,10 +43,6 @@ class RunDirGuard(Callback):
         if (sweep_dir / "summary.csv").exists():
             raise PastHydra(ConfigError(
                 f"hydra.sweep.dir={sweep_dir} already holds a sweep; choose another"))
-
-
-class SweepFailed(NnrunError):
-    """One or more jobs of a sweep failed; the others ran."""
 
 
 def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from nnrun.errors import NnrunError, PastHydra, TrainingFailed
+from nnrun.errors import NnrunError, PastHydra
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
@@ -51,7 +51,8 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def group_options(group: str) -> list[str]:
-    """Every option of a config group, nested ones (`experiment=examples/mnist_cnn`) included."""
+    """Every option of a config group, nested ones (`experiment=examples/mnist_cnn`) included:
+    `group_options("experiment")` lists the presets."""
     root = files("nnrun.conf") / group
     return sorted(str(p.relative_to(root).with_suffix("")) for p in Path(root).glob("**/*.yaml"))
 
@@ -82,4 +83,4 @@ def main() -> None:
         if full_error:
             raise
         print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
-        sys.exit(1 if isinstance(err, TrainingFailed) or type(err).__name__ == "SweepFailed" else 2)
+        sys.exit(err.exit_code if isinstance(err, NnrunError) else 2)

@@ -1,8 +1,10 @@
-"""Errors a user can fix: the command line prints them as one line and exits non-zero."""
+"""Errors a user can fix: the command line prints them as one line and exits with `exit_code`."""
 
 
 class NnrunError(Exception):
-    """Base class: the message names the key or file and what to do."""
+    """Base class: the message names the key or file and what to do. Bad input exits 2."""
+
+    exit_code = 2
 
 
 class ConfigError(NnrunError):
@@ -19,6 +21,14 @@ class CheckpointError(NnrunError):
 
 class TrainingFailed(NnrunError):
     """Training stopped on a non-finite loss; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+class SweepFailed(NnrunError):
+    """One or more jobs of a sweep failed; the others ran."""
+
+    exit_code = 1
 
 
 class PastHydra(BaseException):

@@ -20,15 +20,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-
-def preset_ids() -> list[str]:
-    """Every experiment preset, as `<doc>/<id>`."""
-    root = Path(str(files("nnrun.conf") / "experiment"))
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+from nnrun.cli import group_options
 
 
 def run_preset(preset: str, runs: Path, threads: int) -> dict[str, Any]:
@@ -160,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="where the runs' directories go")
     parser.add_argument("--jobs", type=int, default=1, help="presets run side by side")
     args = parser.parse_args(argv)
-    known = preset_ids()
+    known = group_options("experiment")
     chosen = known if args.all else args.presets
     unknown = sorted(set(chosen) - set(known))
     if not chosen or unknown:

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnrun import checkpoint
 from nnrun.console import ProgressBar, print_config, print_summary
+from nnrun.data import Sizes
 from nnrun.errors import ConfigError, NnrunError, TrainingFailed
 from nnrun.logger import TensorBoardLogger
+from nnrun.models import ClosedForm
 from nnrun.trainer import Trainer, TrainerConfig, total_steps
 
 GROUPS = ("model", "data", "task", "optimizer", "schedule", "device", "trainer")
@@ -87,6 +90,27 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(cause, NnrunError):
             raise cause from None
         raise ConfigError(f"{node._target_}: {cause or err}") from None
+
+
+def size_arguments(node: DictConfig, sizes: Sizes) -> dict[str, Any]:
+    """The data's sizes that the constructor `node._target_` takes by name and its config does
+    not set. A size it needs (a parameter without a default) that the data does not give is a
+    ConfigError naming both."""
+    params = inspect.signature(get_object(node._target_)).parameters
+    offered = {f.name: getattr(sizes, f.name) for f in fields(sizes)}
+    arguments = {}
+    for name, value in offered.items():
+        if name not in params or name in node:
+            continue
+        if value is None:
+            if params[name].default is inspect.Parameter.empty:
+                given = ", ".join(k for k, v in offered.items() if v is not None)
+                raise ConfigError(f"{node._target_} needs the data's {name}, which this data "
+                                  f"option does not give (it gives {given}); choose a model "
+                                  "and data that fit together")
+            continue
+        arguments[name] = value
+    return arguments
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -168,14 +192,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"trainer.monitor={trainer_cfg.monitor} is not a metric of this task; "
                           f"use one of {', '.join(metric_names)}")
     data = build(cfg.data).to(device)
-    task.check(data)
-    model = build(cfg.model, **data.dims).to(device)
+    task.setup(data)
+    model = build(cfg.model, **size_arguments(cfg.model, data.sizes)).to(device)
+    path = resume_path(trainer_cfg.resume, run_dir)
+    if isinstance(model, ClosedForm) and path is None:
+        model.fit(data.train)
     optimizer = build(cfg.optimizer, params=model.parameters())
     schedule = build(cfg.schedule, optimizer=optimizer,
-                     total_steps=total_steps(trainer_cfg, len(data.train)))
+                     total_steps=total_steps(trainer_cfg, model, len(data.train)))
     trainer = Trainer(trainer_cfg, model, task, data, optimizer, schedule, run_dir, device,
                       seed=cfg.seed, config=config)
-    path = resume_path(trainer_cfg.resume, run_dir)
     if path is not None:
         state = checkpoint.load(path)
         checkpoint.check_model(state, path, model, config["model"])

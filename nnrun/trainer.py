@@ -21,7 +21,7 @@ from nnrun.console import ProgressBar
 from nnrun.data import Batches, Data
 from nnrun.errors import ConfigError
 from nnrun.logger import TensorBoardLogger
-from nnrun.schedules import Schedule
+from nnrun.optim import Schedule
 from nnrun.tasks import Task
 
 
@@ -63,8 +63,12 @@ class TrainerConfig:
             raise ConfigError(f"trainer.mode={self.mode!r} must be min or max")
 
 
-def total_steps(cfg: TrainerConfig, batches_per_epoch: int) -> int:
-    """Optimizer steps the run will take: all epochs, or `max_steps` if that comes first."""
+def total_steps(cfg: TrainerConfig, model: nn.Module, batches_per_epoch: int) -> int:
+    """Optimizer steps the run will take: all epochs, or `max_steps` if that comes first; none
+    for a model with nothing to train (a model fitted in closed form), which is only
+    evaluated."""
+    if not any(p.requires_grad for p in model.parameters()):
+        return 0
     steps = cfg.epochs * batches_per_epoch
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
@@ -93,13 +97,15 @@ class Trainer:
                  device: torch.device, seed: int, config: dict[str, Any]) -> None:
         self.cfg, self.model, self.task, self.data = cfg, model, task, data
         self.optimizer, self.schedule, self.device = optimizer, schedule, device
-        self.total_steps = total_steps(cfg, len(data.train))
+        self.total_steps = total_steps(cfg, model, len(data.train))
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.ckpt_dir, self.config = run_dir / "checkpoints", config
         self.forward_model = torch.compile(model) if cfg.compile else model
         self.data_rng = torch.Generator().manual_seed(seed)
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best: float | None = None
         self.bad_evals = 0
+        self.stopped_early = False  # early stopping ended the run
         self.metrics: dict[str, float] = {}
         self._eval_step = self._saved_step = -1
         self._written: tuple[int, Path] | None = None  # the step and file of the last save
@@ -115,54 +121,11 @@ class Trainer:
         The logger comes in here rather than at construction, so that `run` creates it (and
         writes into the run directory) only after a resume checkpoint has passed its checks.
         """
-        cfg, self.logger, self.progress = self.cfg, logger, progress
-        start, status, error = time.perf_counter(), "completed", None
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.logger, self.progress = logger, progress
+        start, error = time.perf_counter(), None
         try:
-            while self.epoch < cfg.epochs and self.step < self.total_steps:
-                epoch_start = time.perf_counter()
-                self.model.train()
-                if self.batch_in_epoch == 0:
-                    self._epoch_order = self.data_rng.get_state()
-                for batch in self.data.train.epoch(self.data_rng, skip=self.batch_in_epoch):
-                    with self._autocast():
-                        loss = self.task.loss(self.forward_model, batch)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-                    if cfg.clip_grad_value is not None:
-                        nn.utils.clip_grad_value_(params, cfg.clip_grad_value)
-                    self.optimizer.step()
-                    self.schedule.after_step()
-                    self._losses[self._n_losses] = loss.detach()  # no host sync here
-                    self._n_losses += 1
-                    self.step += 1
-                    self.batch_in_epoch += 1
-                    if self._n_losses == cfg.log_every:
-                        self._flush_losses()
-                    if self.task.views_every and self.step % self.task.views_every == 0:
-                        self._log_views()  # e.g. generated text, while it trains
-                    if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
-                        if self._validate():
-                            status = "stopped_early"
-                            break
-                    if self.step >= self.total_steps:
-                        break
-                self._flush_losses()
-                if status == "stopped_early":
-                    break
-                if self.batch_in_epoch < len(self.data.train):  # max_steps ended it mid-epoch
-                    break
-                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                self.logger.log("time/epoch_s", time.perf_counter() - epoch_start, self.step)
-                self.schedule.after_epoch()
-                last = self.epoch == cfg.epochs or self.step >= self.total_steps
-                stop = (self.epoch % cfg.eval_every == 0 or last) and self._validate()
-                if self.epoch % cfg.save_every == 0:
-                    self._save("last.pt")
-                if stop:
-                    status = "stopped_early"
+            while self.epoch < self.cfg.epochs and self.step < self.total_steps:
+                if self._train_epoch():
                     break
             if self._eval_step != self.step:  # the run did not end on an evaluation
                 self._validate()
@@ -172,23 +135,74 @@ class Trainer:
             kept = (f"kept the last good checkpoint, {self.ckpt_dir / 'last.pt'} (step "
                     f"{self._saved_step})" if (self.ckpt_dir / "last.pt").exists()
                     else "no checkpoint was written")
-            status, error = "failed", f"{err}; {kept}"
+            error = f"{err}; {kept}"
+        status = "failed" if error else "stopped_early" if self.stopped_early else "completed"
         result: dict[str, Any] = {"status": status, "epochs": self.epoch, "steps": self.step}
-        if status != "failed":
-            result.update(self.metrics)
-            if self.data.test is not None:
-                if self.data.test is self.data.val:  # just evaluated, at this step
-                    test = {f"test/{k[4:]}": v for k, v in self.metrics.items()
-                            if k.startswith("val/")}
-                else:
-                    test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
-                self.logger.log_dict(test, self.step)
-                result.update(test)
-            result.update(self._log_views())
-        else:
+        if error:
             result["error"] = error
+        else:
+            result.update(self.metrics)
+            result.update(self._test())
+            result.update(self._log_views())
         result["wall_s"] = time.perf_counter() - start
         return result
+
+    def _train_epoch(self) -> bool:
+        """One epoch (or what is left of it after a resume, or before `max_steps`); True if the
+        run ends here: early stopping (`stopped_early`) or `max_steps` within the epoch."""
+        cfg = self.cfg
+        epoch_start = time.perf_counter()
+        self.model.train()
+        if self.batch_in_epoch == 0:
+            self._epoch_order = self.data_rng.get_state()
+        for batch in self.data.train.epoch(self.data_rng, skip=self.batch_in_epoch):
+            with self._autocast():
+                loss = self.task.loss(self.forward_model, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.params, cfg.clip_grad_norm)
+            if cfg.clip_grad_value is not None:
+                nn.utils.clip_grad_value_(self.params, cfg.clip_grad_value)
+            self.optimizer.step()
+            self.schedule.after_step()
+            self._losses[self._n_losses] = loss.detach()  # no host sync here
+            self._n_losses += 1
+            self.step += 1
+            self.batch_in_epoch += 1
+            if self._n_losses == cfg.log_every:
+                self._flush_losses()
+            if self.task.views_every and self.step % self.task.views_every == 0:
+                self._log_views()  # e.g. generated text, while it trains
+            if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
+                self.stopped_early = self._validate()
+                if self.stopped_early:
+                    self._flush_losses()
+                    return True
+            if self.step >= self.total_steps:
+                break
+        self._flush_losses()
+        if self.batch_in_epoch < len(self.data.train):  # max_steps ended it mid-epoch
+            return True
+        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self.logger.log("time/epoch_s", time.perf_counter() - epoch_start, self.step)
+        self.schedule.after_epoch()
+        last = self.epoch == cfg.epochs or self.step >= self.total_steps
+        self.stopped_early = (self.epoch % cfg.eval_every == 0 or last) and self._validate()
+        if self.epoch % cfg.save_every == 0:
+            self._save("last.pt")
+        return self.stopped_early
+
+    def _test(self) -> dict[str, float]:
+        """The task's metrics on the test split, if the data has one, logged as `test/...`."""
+        if self.data.test is None:
+            return {}
+        if self.data.test is self.data.val:  # just evaluated, at this step
+            test = {f"test/{k[4:]}": v for k, v in self.metrics.items() if k.startswith("val/")}
+        else:
+            test = {f"test/{k}": v for k, v in self.evaluate(self.data.test).items()}
+        self.logger.log_dict(test, self.step)
+        return test
 
     def _log_views(self) -> dict[str, float]:
         """The task's views (figures, texts, images, scalars) of the validation split, at this step;

@@ -1,9 +1,11 @@
-"""Univariate series from CSV files: min-max scaling, sliding windows, a chronological split,
-and a forecasting task that reports its errors in the series' own units.
+"""Series cut into windows, each predicting what comes next: a noisy sine wave (the default job),
+the textbook's sine series, and univariate series from CSV files with min-max scaling and a
+chronological split.
 
-This is how the RNN lab manual's LSTM listing (seed-000 L1755-1954) forecasts the monthly
+`csv_series` is how the RNN lab manual's LSTM listing (seed-000 L1755-1954) forecasts the monthly
 airline passengers. Its two quirks, a scaler fit on the whole series and a window left out at
-the end, are named options of `csv_series`, off by default.
+the end, are named options, off by default; the `forecast` task reports its errors in the
+series' own units.
 """
 
 from __future__ import annotations
@@ -13,12 +15,75 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from nnrun.data import Batch, Batches, Data, FullBatch, TensorBatches, data_root
+from nnrun.data import Data, Sizes, data_root
+from nnrun.data.batches import FullBatch, TensorBatches
 from nnrun.errors import DataError
-from nnrun.tasks import Task, _check_reduction, pyplot
+
+
+def sine(n_points: int = 1000, period: float = 50.0, noise: float = 0.1, window: int = 20,
+         val_fraction: float = 0.2, batch_size: int = 32, seed: int = 0) -> Data:
+    """A noisy sine wave cut into sliding windows; predict the point after each window.
+
+    The split is chronological: the last `val_fraction` of windows validate.
+    """
+    if window >= n_points:
+        raise DataError(f"data.window={window} must be smaller than data.n_points={n_points}")
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n_points, dtype=torch.float32)
+    series = torch.sin(2 * math.pi * t / period) + noise * torch.randn(n_points, generator=g)
+    windows = series.unfold(0, window + 1, 1)           # (N, window + 1)
+    x = windows[:, :window].unsqueeze(-1).contiguous()  # (N, window, 1)
+    y = windows[:, window:].contiguous()                # (N, 1)
+    n_train = round(len(x) * (1 - val_fraction))
+    if not 0 < n_train < len(x):
+        raise DataError(f"data.val_fraction={val_fraction} leaves no train or no val windows")
+    return Data(
+        train=TensorBatches(x[:n_train], y[:n_train], batch_size=batch_size),
+        val=TensorBatches(x[n_train:], y[n_train:], batch_size=batch_size, shuffle=False),
+        sizes=Sizes((window, 1), 1),
+    )
+
+
+def sine_grid(n_points: int = 2000, t_end: float = 100.0, noise: float = 0.1,
+              window: int = 100, windowing: str = "sliding", batch_size: int = 20,
+              seed: int = 0) -> Data:
+    """sin(t) on `n_points` evenly spaced t in [0, t_end], drawn twice with independent
+    Gaussian noise: the first draw trains, the second validates and tests (the textbook's
+    chapter 6 series, seed-001 L1408-1419).
+
+    Args:
+        window: inputs per window.
+        windowing: `sliding`: every window of the series, the target the point right after
+            it. `book`: the textbook's `DatasetSin` (seed-001 L1441-1455): only the first
+            n_points // window windows, each with the point two steps after it as the target
+            (`data[i + window + 1]`).
+    """
+    if windowing not in ("sliding", "book"):
+        raise DataError(f"data.windowing={windowing!r} must be sliding or book")
+    if window + 2 > n_points:
+        raise DataError(f"data.window={window} must be at most data.n_points - 2 = "
+                        f"{n_points - 2}")
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, t_end, n_points)
+    draws = [torch.sin(t) + noise * torch.randn(n_points, generator=g) for _ in range(2)]
+
+    def windows(series: Tensor) -> tuple[Tensor, Tensor]:
+        if windowing == "book":
+            starts = torch.arange(n_points // window)
+            x = series[starts.unsqueeze(1) + torch.arange(window)]  # (n // window, window)
+            y = series[starts + window + 1]
+        else:
+            x = series.unfold(0, window + 1, 1)  # (N - window, window + 1)
+            x, y = x[:, :window], x[:, window]
+        return x.unsqueeze(-1).contiguous(), y.unsqueeze(-1).contiguous()  # (B, T, 1), (B, 1)
+
+    (x, y), (x_test, y_test) = windows(draws[0]), windows(draws[1])
+    test = TensorBatches(x_test, y_test, batch_size=batch_size, shuffle=False)
+    return Data(train=TensorBatches(x, y, batch_size=batch_size), val=test, test=test,
+                sizes=Sizes((window, 1), 1))
+
 
 
 def read_series(path: str, column: int = 1) -> Tensor:
@@ -126,64 +191,4 @@ def csv_series(file: str, root: str | None = None, column: int = 1, window: int 
                           torch.ones(n_train, dtype=torch.bool),
                           batch_size=batch_size or n_train)
     test = FullBatch(x, y, lo, span, test_mask)
-    return Data(train=train, val=test, test=test,
-                dims={"in_shape": (window, 1), "out_features": 1})
-
-
-class Forecast(Task):
-    """Regression on a scaled series; errors are reported in the series' own units.
-
-    Batches are `(x, y, lo, span, mask)`: windows and next values in scaled units, the scaler's
-    minimum and range per sample (to map values back: `v * span + lo`), and the samples this
-    split counts. Metrics: `loss`, the MSE in scaled units that training minimises; `rmse`,
-    `mae` and `r2` in original units.
-
-    Args:
-        reduction: the training loss over a batch, `mean` or `sum`; evaluation uses means.
-    """
-
-    metric_names = ("loss", "rmse", "mae", "r2")
-
-    def __init__(self, reduction: str = "mean") -> None:
-        self.reduction = _check_reduction(reduction)
-
-    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        x, y, _, _, mask = batch
-        return F.mse_loss(model(x[mask]), y[mask], reduction=self.reduction)
-
-    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
-        x, y, lo, span, mask = batch
-        pred = model(x[mask]).double()
-        y, lo, span = y[mask].double(), lo[mask].double(), span[mask].double()
-        err = pred - y
-        err_units, y_units = err * span, y * span + lo
-        return {"n": y.numel(), "se": err.square().sum(), "se_units": err_units.square().sum(),
-                "ae_units": err_units.abs().sum(), "y": y_units.sum(),
-                "yy": y_units.square().sum()}
-
-    def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
-        n, se, se_units, ae_units, y, yy = (
-            float(stats[k]) for k in ("n", "se", "se_units", "ae_units", "y", "yy"))
-        variance = yy / n - (y / n) ** 2
-        r2 = 1 - se_units / n / variance if variance > 0 else float("nan")
-        return {"loss": se / n, "rmse": math.sqrt(se_units / n), "mae": ae_units / n, "r2": r2}
-
-    @torch.no_grad()
-    def views(self, model: nn.Module, batches: Batches) -> dict:
-        """The forecast over every window of the split, in original units, with a dashed line
-        where the split's own part begins (the manual's Fig. 5, seed-000 L1935-1954)."""
-        plt = pyplot()
-        model.eval()
-        parts = [(model(x) * span + lo, y * span + lo, mask)
-                 for x, y, lo, span, mask in batches.epoch()]
-        pred, true, mask = (torch.cat(t).float().cpu() for t in zip(*parts))
-        fig, ax = plt.subplots(figsize=(8, 3))
-        if mask.any() and not mask.all():
-            ax.axvline(int(mask.int().argmax()), c="r", ls="--", label="train | test")
-        ax.plot(true[:, 0].numpy(), label="truth", lw=1)
-        ax.plot(pred[:, 0].numpy(), label="prediction", lw=1)
-        ax.set_xlabel("window (in time order)")
-        ax.set_title("Time-Series Prediction")
-        ax.legend()
-        fig.tight_layout()
-        return {"val/forecast": fig}
+    return Data(train=train, val=test, test=test, sizes=Sizes((window, 1), 1))

@@ -1,78 +1,13 @@
-"""Models. Each takes its data-dependent sizes (`in_shape`, `out_features`) from the call site
-and its hyperparameters as plain keyword arguments, so one YAML with a `_target_` builds it."""
+"""Convolutional image classifiers: a small CNN, the PyTorch MNIST example's CNN (the KFU
+textbook's), and the candle article's SimpleConvNet."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from nnrun.errors import ConfigError
-
-
-def make_activation(name: str) -> nn.Module:
-    """An activation by its torch.nn class name: ReLU, Tanh, Sigmoid, GELU, ..."""
-    cls = getattr(nn, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"model.activation={name!r} is not a torch.nn class; use e.g. ReLU, Tanh")
-    return cls()
-
-
-class _Recurrent(nn.Module):
-    """A recurrent layer stack over a window, read out from the last time step by a linear head."""
-
-    cell: type[nn.RNNBase]
-
-    def __init__(self, in_shape: Sequence[int], out_features: int, hidden_size: int = 32,
-                 num_layers: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.rnn = self.cell(in_shape[-1], hidden_size, num_layers, batch_first=True,
-                             dropout=dropout if num_layers > 1 else 0.0)
-        self.head = nn.Linear(hidden_size, out_features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.rnn(x)            # (B, T, H)
-        return self.head(out[:, -1])    # (B, out_features)
-
-
-class LSTMNet(_Recurrent):
-    """LSTM forecaster: (B, T, F) windows to (B, out_features)."""
-
-    cell = nn.LSTM
-
-
-class GRUNet(_Recurrent):
-    """GRU forecaster: (B, T, F) windows to (B, out_features)."""
-
-    cell = nn.GRU
-
-
-class RNNNet(_Recurrent):
-    """Elman (tanh) RNN forecaster: (B, T, F) windows to (B, out_features)."""
-
-    cell = nn.RNN
-
-
-class MLP(nn.Module):
-    """Flatten, then Linear-activation(-dropout) blocks, then a linear output layer."""
-
-    def __init__(self, in_shape: Sequence[int], out_features: int,
-                 hidden_sizes: Sequence[int] = (128,), activation: str = "ReLU",
-                 dropout: float = 0.0) -> None:
-        super().__init__()
-        sizes = [math.prod(in_shape), *hidden_sizes]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for n_in, n_out in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(n_in, n_out), make_activation(activation)]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(sizes[-1], out_features))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
 
 
 class CNN(nn.Module):
@@ -95,37 +30,6 @@ class CNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))  # (B, C, H, W) -> (B, out_features)
-
-
-class GCN(nn.Module):
-    """Graph convolutional network (Kipf & Welling) from PyTorch Geometric's GCNConv layers.
-
-    Args:
-        hidden_sizes: widths of the hidden layers.
-        dropout: dropout before every layer, or, with `input_dropout=false`, before every
-            layer but the first (on the hidden features only, as PyG's introduction example
-            and the KFU textbook do).
-    """
-
-    def __init__(self, in_shape: Sequence[int], out_features: int,
-                 hidden_sizes: Sequence[int] = (16,), dropout: float = 0.5,
-                 input_dropout: bool = True) -> None:
-        super().__init__()
-        from torch_geometric.nn import GCNConv  # heavy import, only where a GCN is built
-
-        sizes = [in_shape[0], *hidden_sizes, out_features]
-        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes, sizes[1:]))
-        self.dropout = dropout
-        self.input_dropout = input_dropout
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for i, conv in enumerate(self.convs):
-            if i > 0 or self.input_dropout:
-                x = nn.functional.dropout(x, self.dropout, self.training)
-            x = conv(x, edge_index)
-            if i < len(self.convs) - 1:
-                x = torch.relu(x)
-        return x  # (num_nodes, out_features)
 
 
 class ExampleCNN(nn.Module):
@@ -160,101 +64,6 @@ class ExampleCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))  # (B, C, H, W) -> (B, out_features)
-
-
-class DenseGCN(nn.Module):
-    """The KFU textbook's from-scratch graph network (Fig.84, seed-001 L2034-2055): each layer
-    is sigmoid(Linear(A @ h)) with A the dense, unnormalised adjacency matrix plus self-loops
-    (a node sums its neighbours' features and its own).
-
-    Args:
-        hidden_sizes: widths of the hidden layers.
-        sigmoid_output: apply the sigmoid after the last layer too, as the book does; off, the
-            last layer returns logits for the classification loss.
-    """
-
-    def __init__(self, in_shape: Sequence[int], out_features: int,
-                 hidden_sizes: Sequence[int] = (16,), sigmoid_output: bool = False) -> None:
-        super().__init__()
-        sizes = [in_shape[0], *hidden_sizes, out_features]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
-        self.sigmoid_output = sigmoid_output
-        self._adj: tuple[Tensor, Tensor] | None = None  # (edge_index, its dense adjacency)
-
-    def adjacency(self, n: int, edge_index: Tensor, dtype: torch.dtype) -> Tensor:
-        """The dense (N, N) adjacency with self-loops, built once per graph: every training
-        step and evaluation passes the same `edge_index`."""
-        if self._adj is None or self._adj[0] is not edge_index:
-            adj = torch.eye(n, device=edge_index.device, dtype=dtype)
-            adj[edge_index[0], edge_index[1]] = 1  # edge_index (2, E), as PyG gives it
-            adj[edge_index[1], edge_index[0]] = 1
-            self._adj = (edge_index, adj)
-        return self._adj[1]
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        adj = self.adjacency(len(x), edge_index, x.dtype)
-        for i, layer in enumerate(self.layers):
-            # layer(adj @ x) = adj @ (x W^T) + b, taken in the cheaper order for wide inputs
-            x = torch.addmm(layer.bias, adj, x @ layer.weight.T)
-            if i < len(self.layers) - 1 or self.sigmoid_output:
-                x = torch.sigmoid(x)
-        return x  # (num_nodes, out_features)
-
-
-class AnalyticLinear(torch.autograd.Function):
-    """y = x Wᵀ + b with its backward written out by hand, as the lecture derives it
-    (seed-002 L173-184): for MSE, dJ/dw = 2/N · Σ (w·x - y) · x, the loss's factor
-    dJ/dy = 2/N · (y_pred - y) arriving as `grad_y` and this layer's local derivative
-    dy/dw = x applied here. Autograd records the call, not the matmul inside it."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        y = x @ weight.T                      # (B, in) @ (in, out) -> (B, out)
-        return y + bias if bias is not None else y
-
-    @staticmethod
-    def backward(ctx, grad_y: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None]:
-        x, weight = ctx.saved_tensors
-        # dJ/dW[o, i] = Σ_b dJ/dy[b, o] · x[b, i]: each product first, then the sum over the
-        # batch, as the lecture's ((2 * (y_pred - y)).unsqueeze(1) * x).mean(dim=0) does
-        grad_weight = (grad_y.unsqueeze(2) * x.unsqueeze(1)).sum(0)  # (B, out, in) -> (out, in)
-        grad_x = grad_y @ weight if ctx.needs_input_grad[0] else None  # dy/dx = W
-        grad_bias = grad_y.sum(0) if ctx.has_bias else None
-        return grad_x, grad_weight, grad_bias
-
-
-class LinearRegression(nn.Module):
-    """y = x Wᵀ (+ b) on flattened inputs, the weights starting at zero (the lecture's
-    w = [0, 0], seed-002 L161; the least-squares loss is convex, so the start only sets the path).
-
-    Args:
-        in_shape, out_features: from the data.
-        bias: learn an intercept b (the lecture's f = X w has none).
-        gradient: how the weights' gradient is computed. `autograd`: torch differentiates the
-            matmul (the lecture's `l.backward()`, L787-864). `analytic`: the hand-derived
-            formula in `AnalyticLinear.backward` (the lecture's `gradient(x, y, y_pred)`,
-            L173-184); `tests/test_lecture2_candle.py` checks it against finite differences.
-    """
-
-    GRADIENTS = ("autograd", "analytic")
-
-    def __init__(self, in_shape: Sequence[int], out_features: int, bias: bool = False,
-                 gradient: str = "autograd") -> None:
-        super().__init__()
-        if gradient not in self.GRADIENTS:
-            raise ConfigError(f"model.gradient={gradient!r} must be one of "
-                              f"{', '.join(self.GRADIENTS)}")
-        self.gradient = gradient
-        self.weight = nn.Parameter(torch.zeros(out_features, math.prod(in_shape)))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.flatten(1)                                    # (B, in)
-        if self.gradient == "analytic":
-            return AnalyticLinear.apply(x, self.weight, self.bias)
-        return nn.functional.linear(x, self.weight, self.bias)  # (B, out_features)
 
 
 class SimpleConvNet(nn.Module):

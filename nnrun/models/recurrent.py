@@ -1,10 +1,12 @@
-"""Recurrent networks built from a multilayer perceptron by closing it on itself, after the RNN
-lab manual's section 2 (seed-000 L254-338): the state-space model (Fig. 1, eqs 7-8), Elman's
-simple recurrent network (Fig. 2) and the recurrent multilayer perceptron (Fig. 3).
+"""Recurrent forecasters over windows (B, T, F) -> (B, out_features): torch's LSTM, GRU and RNN
+read out from the last step, and the networks the RNN lab manual's section 2 (seed-000 L254-338)
+builds from a multilayer perceptron by closing it on itself: the state-space model (Fig. 1,
+eqs 7-8), Elman's simple recurrent network (Fig. 2) and the recurrent multilayer perceptron
+(Fig. 3).
 
-Each reads a window (B, T, F) one step at a time and forecasts from its last step, so it runs on
-the same windowed data as the LSTM. Training is back-propagation through time: autograd through
-the unrolled loop.
+The lab manual's networks read a window one step at a time and forecast from its last step, so
+they run on the same windowed data as the LSTM. Training is back-propagation through time:
+autograd through the unrolled loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,42 @@ import torch
 from torch import Tensor, nn
 
 from nnrun.errors import ConfigError
-from nnrun.models import make_activation
+from nnrun.models.layers import make_activation
+
+
+class _Recurrent(nn.Module):
+    """A recurrent layer stack over a window, read out from the last time step by a linear head."""
+
+    cell: type[nn.RNNBase]
+
+    def __init__(self, in_shape: Sequence[int], out_features: int, hidden_size: int = 32,
+                 num_layers: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.rnn = self.cell(in_shape[-1], hidden_size, num_layers, batch_first=True,
+                             dropout=dropout if num_layers > 1 else 0.0)
+        self.head = nn.Linear(hidden_size, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.rnn(x)            # (B, T, H)
+        return self.head(out[:, -1])    # (B, out_features)
+
+
+class LSTMNet(_Recurrent):
+    """LSTM forecaster: (B, T, F) windows to (B, out_features)."""
+
+    cell = nn.LSTM
+
+
+class GRUNet(_Recurrent):
+    """GRU forecaster: (B, T, F) windows to (B, out_features)."""
+
+    cell = nn.GRU
+
+
+class RNNNet(_Recurrent):
+    """Elman (tanh) RNN forecaster: (B, T, F) windows to (B, out_features)."""
+
+    cell = nn.RNN
 
 
 class StateSpaceNet(nn.Module):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-PAD_ID = 1  # the id of [PAD] in every vocabulary nnrun.seq2seq builds
+PAD_ID = 1  # the id of [PAD] in every vocabulary nnrun.data.translation builds
 
 
 def padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
@@ -206,32 +206,28 @@ class Transformer(nn.Module):
     `build_transformer` (catalog/001 E11): separate attention and feed-forward modules per
     block, Xavier-uniform initialisation of every matrix.
 
-    The model carries its two vocabularies (token strings by id), so a task can turn its
-    output ids into text; both must give the specials the same ids ([PAD] = `PAD_ID`).
-
     Args:
-        src_vocab, tgt_vocab: the source and target tokens, by id (from the data).
+        vocab_size: source tokens (from the data).
+        out_features: target tokens, the classes at each decoder position (from the data).
         seq_len: the longest sequence, special tokens included (from the data).
         d_model, layers, heads, d_ff, dropout: width, blocks per stack, attention heads,
             feed-forward width and dropout; the defaults are the book's (512 wide, six
             layers, L2374, L2591) and upstream's (8 heads, 2048, 0.1).
     """
 
-    def __init__(self, src_vocab: Sequence[str], tgt_vocab: Sequence[str], seq_len: int,
-                 d_model: int = 512, layers: int = 6, heads: int = 8, d_ff: int = 2048,
-                 dropout: float = 0.1) -> None:
+    def __init__(self, vocab_size: int, out_features: int, seq_len: int, d_model: int = 512,
+                 layers: int = 6, heads: int = 8, d_ff: int = 2048, dropout: float = 0.1) -> None:
         super().__init__()
-        self.src_vocab, self.tgt_vocab = tuple(src_vocab), tuple(tgt_vocab)
         self.seq_len = seq_len
-        self.src_embed = InputEmbedding(d_model, len(self.src_vocab))
-        self.tgt_embed = InputEmbedding(d_model, len(self.tgt_vocab))
+        self.src_embed = InputEmbedding(d_model, vocab_size)
+        self.tgt_embed = InputEmbedding(d_model, out_features)
         self.src_pos = PositionalEncoding(d_model, seq_len, dropout)
         self.tgt_pos = PositionalEncoding(d_model, seq_len, dropout)
         self.encoder = Encoder([EncoderBlock(d_model, heads, d_ff, dropout)
                                 for _ in range(layers)], d_model)
         self.decoder = Decoder([DecoderBlock(d_model, heads, d_ff, dropout)
                                 for _ in range(layers)], d_model)
-        self.projection = nn.Linear(d_model, len(self.tgt_vocab))  # the book's ProjectionLayer
+        self.projection = nn.Linear(d_model, out_features)  # the book's ProjectionLayer
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)

@@ -12,8 +12,13 @@ from nnrun.errors import ConfigError
 
 
 class _ByHand(torch.optim.Optimizer):
-    """The step loop shared by the optimizers below: `update` each parameter that has a
-    gradient, under `torch.no_grad()`."""
+    """What the optimizers below share: a learning rate that must be positive, and the step
+    loop, which `update`s each parameter that has a gradient under `torch.no_grad()`."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float, **hyperparameters: float) -> None:
+        if lr <= 0:
+            raise ConfigError(f"optimizer.lr={lr} must be > 0, e.g. optimizer.lr=0.01")
+        super().__init__(params, {"lr": lr, **hyperparameters})
 
     def update(self, p: Tensor, group: dict) -> None:
         raise NotImplementedError
@@ -49,9 +54,7 @@ class GradientDescent(_ByHand):
     """
 
     def __init__(self, params: Iterable[Tensor], lr: float = 0.01) -> None:
-        if lr <= 0:
-            raise ConfigError(f"optimizer.lr={lr} must be > 0, e.g. optimizer.lr=0.01")
-        super().__init__(params, {"lr": lr})
+        super().__init__(params, lr)
 
     def update(self, p: Tensor, group: dict) -> None:
         p -= group["lr"] * p.grad  # two roundings, as written by hand
@@ -73,11 +76,9 @@ class VelocitySGD(_ByHand):
     """
 
     def __init__(self, params: Iterable[Tensor], lr: float = 0.01, momentum: float = 0.9) -> None:
-        if lr <= 0:
-            raise ConfigError(f"optimizer.lr={lr} must be > 0, e.g. optimizer.lr=0.1")
         if not 0 <= momentum < 1:
             raise ConfigError(f"optimizer.momentum={momentum} must be in [0, 1), e.g. 0.9")
-        super().__init__(params, {"lr": lr, "momentum": momentum})
+        super().__init__(params, lr, momentum=momentum)
 
     def update(self, p: Tensor, group: dict) -> None:
         state = self.state[p]

@@ -1,47 +1,15 @@
-"""Learning-rate schedules: torch schedulers plus when to step them.
+"""Learning-rate schedules: torch schedulers plus when to step them (`Schedule`).
 
 Each builder takes the optimizer and the run's length at the call site
-(`instantiate(cfg.schedule, optimizer=..., total_steps=...)`)
-and its own hyperparameters from YAML.
+(`instantiate(cfg.schedule, optimizer=..., total_steps=...)`) and its own hyperparameters from
+YAML.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from torch.optim import Optimizer, lr_scheduler
 
-
-class Schedule:
-    """A torch scheduler that steps after every optimizer step, every epoch, or every evaluation.
-
-    Args:
-        scheduler: the torch scheduler.
-        interval: "step", "epoch", or "eval" (then it steps on the metric named `monitor`).
-        monitor: the metric a plateau schedule watches, e.g. "val/loss".
-    """
-
-    def __init__(self, scheduler: lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau,
-                 interval: Literal["step", "epoch", "eval"], monitor: str | None = None) -> None:
-        self.scheduler, self.interval, self.monitor = scheduler, interval, monitor
-
-    def after_step(self) -> None:
-        if self.interval == "step":
-            self.scheduler.step()
-
-    def after_epoch(self) -> None:
-        if self.interval == "epoch":
-            self.scheduler.step()
-
-    def after_eval(self, metrics: dict[str, float]) -> None:
-        if self.interval == "eval":
-            self.scheduler.step(metrics[self.monitor])
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scheduler.load_state_dict(state)
+from nnrun.optim import Schedule
 
 
 def constant(optimizer: Optimizer, total_steps: int) -> Schedule:

@@ -1,88 +1,24 @@
-"""Tasks turn a batch into a loss (training) and into summable statistics (evaluation).
-
-The trainer never looks inside a batch: the data option picks its task in YAML
-(`conf/task/`), and the task knows how to call the model on that data's batches.
-"""
+"""Real-valued targets: regression (squared error; MSE, MAE, RMSE, R²) and curve fitting."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nnrun.data import Batch, Batches, Data
+from nnrun.data import Batch, Batches
 from nnrun.errors import ConfigError
+from nnrun.tasks import Task, check_reduction, pyplot, with_gradient_of
 
 
-def pyplot():  # -> the matplotlib.pyplot module, imported only when a figure is drawn
-    """matplotlib's pyplot on the Agg backend: figures for TensorBoard, no display needed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def with_gradient_of(value: Tensor, stepped: Tensor) -> Tensor:
-    """`value` exactly (adding 0.0 rounds nothing) with the gradient of `stepped`: a loss whose
-    reported number and whose gradient come from two formulas, as some documents' do."""
-    return value.detach() + (stepped - stepped.detach())
-
-
-def _check_reduction(reduction: str) -> str:
-    if reduction not in ("mean", "sum"):
-        raise ConfigError(f"task.reduction={reduction!r} must be mean or sum")
-    return reduction
-
-
-@dataclass
-class Embedding:
-    """Points for TensorBoard's embedding projector (PROJECTOR tab: PCA, t-SNE and UMAP).
-
-    Args:
-        vectors: (N, D), one point per row.
-        labels: N labels to colour and search by, or None.
-        images: (N, C, H, W) thumbnails with pixels in [0, 1], or None.
-    """
-
-    vectors: Tensor
-    labels: list | None = None
-    images: Tensor | None = None
-
-
-class Task:
-    """The interface: `loss` for a training step, `eval_stats` + `metrics` for evaluation."""
-
-    metric_names: tuple[str, ...] = ("loss",)
-    views_every: int | None = None  # steps between `views` during training; None: at the end
-
-    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        raise NotImplementedError
-
-    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
-        """Statistics of one batch that add up over batches: sums (tensors on the device, so
-        evaluation syncs once at the end) and counts (ints)."""
-        raise NotImplementedError
-
-    def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
-        """Metrics from the summed statistics of a whole split."""
-        raise NotImplementedError
-
-    def check(self, data: Data) -> None:
-        """Check the task's settings against the data before training starts (a ConfigError
-        names the key); nothing to check by default."""
-
-    def views(self, model: nn.Module, batches: Batches) -> dict:
-        """What is worth a look in TensorBoard besides the metrics, by tag; none by default.
-
-        Each value is a matplotlib figure, Markdown text (a str), an image (a (C, H, W) tensor,
-        pixels in [0, 1]), an `Embedding`, or a scalar (a float, which also goes into the final
-        metrics)."""
-        return {}
+def r_squared(n: float, se: float, y: float, yy: float) -> float:
+    """The coefficient of determination 1 - SSE / SST from summed statistics of `n` targets:
+    `se` the squared errors, `y` and `yy` the targets and their squares; NaN for constant
+    targets."""
+    variance = yy / n - (y / n) ** 2
+    return 1 - se / n / variance if variance > 0 else float("nan")
 
 
 class Regression(Task):
@@ -105,7 +41,7 @@ class Regression(Task):
 
     def __init__(self, reduction: str = "mean", grad_reduction: str | None = None,
                  figure: str = "forecast") -> None:
-        self.reduction = _check_reduction(reduction)
+        self.reduction = check_reduction(reduction)
         if grad_reduction not in (None, "mean", "sum"):
             raise ConfigError(f"task.grad_reduction={grad_reduction!r} must be null, mean or sum")
         self.grad_reduction = grad_reduction or reduction
@@ -131,9 +67,8 @@ class Regression(Task):
     def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
         n, se, ae, y, yy = (float(stats[k]) for k in ("n", "se", "ae", "y", "yy"))
         mse = se / n
-        variance = yy / n - (y / n) ** 2
-        r2 = 1 - mse / variance if variance > 0 else float("nan")
-        return {"loss": mse, "mse": mse, "mae": ae / n, "rmse": math.sqrt(mse), "r2": r2}
+        return {"loss": mse, "mse": mse, "mae": ae / n, "rmse": math.sqrt(mse),
+                "r2": r_squared(n, se, y, yy)}
 
     @torch.no_grad()
     def views(self, model: nn.Module, batches: Batches) -> dict:
@@ -161,44 +96,6 @@ class Regression(Task):
         ax.legend()
         fig.tight_layout()
         return {"val/forecast": fig}
-
-
-class Classification(Task):
-    """Class labels: cross-entropy loss; loss and accuracy on evaluation.
-
-    Args:
-        reduction: the training loss over a batch, `mean` or `sum`; evaluation uses means.
-    """
-
-    metric_names = ("loss", "acc")
-
-    def __init__(self, reduction: str = "mean") -> None:
-        self.reduction = _check_reduction(reduction)
-
-    def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
-        x, y = batch
-        return model(x), y
-
-    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        return F.cross_entropy(*self.logits_and_targets(model, batch), reduction=self.reduction)
-
-    def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
-        logits, y = self.logits_and_targets(model, batch)
-        return {"n": len(y),
-                "loss": F.cross_entropy(logits.float(), y, reduction="sum").double(),
-                "correct": (logits.argmax(1) == y).sum()}
-
-    def metrics(self, stats: dict[str, Tensor | int]) -> dict[str, float]:
-        n = float(stats["n"])
-        return {"loss": float(stats["loss"]) / n, "acc": float(stats["correct"]) / n}
-
-
-class NodeClassification(Classification):
-    """Classifying a graph's nodes: the model sees the whole graph, a mask picks the split."""
-
-    def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
-        x, edge_index, y, mask = batch
-        return model(x, edge_index)[mask], y[mask]
 
 
 class CurveFit(Regression):
