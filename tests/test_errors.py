@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_SINE, nnrun
+
+from tests.helpers import TINY_SINE, nnrun
 
 
 def with_overrides(*overrides: str) -> list[str]:

@@ -10,9 +10,9 @@ import sys
 import time
 
 import torch
-from conftest import TINY_SINE, make_config, nnrun
 
 from nnrun.run import run
+from tests.helpers import TINY_SINE, make_config, nnrun
 
 # An LSTM with dropout between its layers, so the resumed run must also restore the random
 # state that dropout draws from, not only the weights and the data order.

@@ -10,7 +10,8 @@ from itertools import product
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SINE, nnrun
+
+from tests.helpers import TINY_SINE, nnrun
 
 TINY = [o for o in TINY_SINE if not o.startswith("model.hidden_size=")]
 METRICS = ["train/loss", "val/loss", "val/mse", "val/mae", "val/rmse", "val/r2", "best/val/loss"]

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SINE, get_json, nnrun, tensorboard_server
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+from tests.helpers import TINY_SINE, get_json, nnrun, tensorboard_server
 
 LR = 0.005  # not the default (0.001), so the HPARAMS entry must carry the override
 VAL = ["val/loss", "val/mse", "val/mae", "val/rmse", "val/r2"]
@@ -95,7 +96,7 @@ def test_hparams_entry_holds_the_runs_values_and_metrics(run_dir):
     assert start["model.hidden_size"].number_value == 8  # TINY_SINE; the default is 32
     assert start["trainer.epochs"].number_value == 2
     assert start["optimizer._target_"].string_value == "torch.optim.Adam"
-    assert start["model._target_"].string_value == "nnrun.models.LSTMNet"
+    assert start["model._target_"].string_value == "nnrun.models.recurrent.LSTMNet"
     assert not any(key.startswith("hydra") for key in start)
 
     experiment = data[metadata.EXPERIMENT_TAG].experiment

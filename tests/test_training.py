@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_SINE, make_config
 
-from nnrun.data import LoaderBatches, TensorBatches
+from nnrun import checkpoint
 from nnrun.errors import ConfigError
 from nnrun.run import run
+from tests.helpers import TINY_SINE, make_config, run_preset
 
 TINY_MLP = [o for o in TINY_SINE if not o.startswith("model.")] + ["model=mlp"]
 
@@ -131,18 +131,6 @@ def test_torch_compile_switch(tmp_path):
     assert not any(k.startswith("_orig_mod") for k in weights(tmp_path / "run"))
 
 
-def test_dataloader_batches_follow_the_same_seeded_order():
-    x, y = torch.arange(50.0).unsqueeze(1), torch.arange(50)
-    in_memory = TensorBatches(x, y, batch_size=8)
-    loader = LoaderBatches(torch.utils.data.TensorDataset(x, y), batch_size=8)
-    a = [b[1] for b in in_memory.epoch(torch.Generator().manual_seed(3))]
-    b = [b[1] for b in loader.epoch(torch.Generator().manual_seed(3))]
-    assert len(a) == len(in_memory) == len(loader) == 7
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
-    skipped = [b[1] for b in loader.epoch(torch.Generator().manual_seed(3), skip=5)]
-    assert all(torch.equal(p, q) for p, q in zip(a[5:], skipped))
-
-
 def test_expected_targets_get_a_verdict(tmp_path):
     targets = ("expected=[{metric: val/r2, value: 1.0, tolerance: 2.0, source: a},"
                "{metric: val/mse, value: 100.0, tolerance: 0.1, source: b},"
@@ -158,3 +146,13 @@ def test_expected_targets_get_a_verdict(tmp_path):
 def test_a_malformed_target_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="expected"):
         train(tmp_path, *TINY_SINE, "expected=[{metric: val/r2, value: 1.0}]")
+
+
+def test_save_every_writes_last_pt_every_n_epochs(tmp_path, monkeypatch):
+    saved: list[int] = []
+    original = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save",
+                        lambda state, path: (saved.append(state["epoch"]), original(state, path)))
+    run_preset(tmp_path, "rnn_lab/poly3_sgd", "trainer.epochs=7", "trainer.save_every=3",
+               "trainer.eval_every=100")
+    assert saved == [3, 6, 7]  # every 3rd epoch, and the end (best.pt there is a link)

@@ -1,17 +1,18 @@
-"""Deep Learning from Scratch, chapters 5 and 7 (seed-003, catalog/003b E5.1, E7.2): the book's
-convolutional networks, their parameter counts, and their 1-epoch MNIST targets (slow)."""
+"""Deep Learning from Scratch's convolutional networks (seed-003, catalog/003b E5.1, E7.2): their
+layers and parameter counts, and the book's conv weight gradient replayed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
 from hydra.utils import instantiate
 
-from nnrun.dlfs import BookGradConv2d, ConvDenseNet, KeepDropout, init_conv_
 from nnrun.errors import ConfigError
-from nnrun.run import run, validate
+from nnrun.models.dlfs import BookGradConv2d, ConvDenseNet
+from nnrun.models.layers import Dropout
+from nnrun.run import validate
+from tests.helpers import check_forward_backward, make_config
 
 PRESETS = ["ch5_conv_mnist", "ch7_mnist_convnet"]
 
@@ -25,23 +26,18 @@ def build(preset: str) -> ConvDenseNet:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_forward_backward_reaches_every_parameter(preset):
     torch.manual_seed(0)
-    net = build(preset)
-    out = net(torch.randn(4, 1, 28, 28))
-    assert out.shape == (4, 10)
-    out.square().mean().backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    check_forward_backward(build(preset), torch.randn(4, 1, 28, 28), out_shape=(4, 10))
 
 
 def test_ch5_parameter_count_and_layers():
     # L5146: "32 x 5 x 5 = 800" conv parameters (no bias); Dense 25,088 -> 10 with a bias.
     net = build("ch5_conv_mnist")
-    conv, linear = net.net[0], net.net[-1]
+    conv, linear = net.convs[0], net.head.net[-1]
     assert conv.weight.numel() == 800 and conv.bias is None
     assert (linear.in_features, linear.out_features) == (32 * 28 * 28, 10)
     assert sum(p.numel() for p in net.parameters()) == 800 + 250_890
-    drop = [m for m in net.modules() if isinstance(m, KeepDropout)]
-    assert len(drop) == 1 and drop[0].keep_prob == 0.8 and not drop[0].rescale
+    drop = [m for m in net.modules() if isinstance(m, Dropout)]
+    assert len(drop) == 1 and drop[0].p == 0.2 and not drop[0].rescale  # keeps 0.8
 
 
 def test_ch7_parameter_count():
@@ -49,19 +45,9 @@ def test_ch7_parameter_count():
     assert sum(p.numel() for p in build("ch7_mnist_convnet").parameters()) == 204_690
 
 
-def test_conv_init_scales():
-    torch.manual_seed(0)
-    conv = init_conv_(torch.nn.Conv2d(1, 32, 5, bias=False), "dlfs_glorot")
-    assert conv.weight.std().item() == pytest.approx(2 / 33, rel=0.1)  # channels, no sqrt
-    conv = init_conv_(torch.nn.Conv2d(16, 8, 5), "standard_normal")
-    assert conv.weight.std().item() == pytest.approx(1.0, rel=0.1)
-    with pytest.raises(ConfigError):
-        init_conv_(torch.nn.Conv2d(1, 2, 3), "he")
-
-
 def test_same_padding_keeps_the_image_size_and_rejects_even_kernels():
     net = ConvDenseNet((3, 8, 6), 2, channels=[4], kernel_size=3, hidden_sizes=[])
-    assert net.net[-1].in_features == 4 * 8 * 6
+    assert net.head.net[-1].in_features == 4 * 8 * 6
     with pytest.raises(ConfigError):
         ConvDenseNet((1, 28, 28), 10, kernel_size=4)
 
@@ -99,15 +85,50 @@ def test_book_conv_grad_replays_the_books_im2col(batch):
     assert torch.allclose(book.weight.grad, conv.weight.grad) == (batch == 1)
 
 
-# ---- the 1-epoch MNIST targets (slow: 1000 batches of 60 through the convolutions) ----------
+def conv_1d(conv_grad: str, kernel: list[float]) -> torch.nn.Conv2d:
+    """The first convolution of a ConvDenseNet, as nnrun builds it (same padding, stride 1, no
+    bias), holding the book's 1-D kernel in the middle row of a 3×3 one: on a 1-pixel-high image
+    it is the book's `conv_1d` with `_pad_1d(inp, 1)`."""
+    net = ConvDenseNet((1, 1, 5), 2, channels=[1], kernel_size=3, conv_bias=False,
+                       hidden_sizes=[], conv_grad=conv_grad)
+    conv = net.convs[0]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1] = torch.tensor(kernel)
+    return conv
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("preset", PRESETS)
-def test_conv_mnist_targets(preset, tmp_path, data_root):
-    cfg = make_config(f"experiment=dlfs/{preset}", f"data.root={data_root}",
-                      "trainer.progress=false", "device=cpu")
-    result = run(cfg, tmp_path / preset)
-    assert result["steps"] == 1000
-    for check in result["expected"]:
-        assert check["verdict"] == "reproduced", check
+def row(values: list[float]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(1, 1, 1, -1).requires_grad_()
+
+
+@pytest.mark.parametrize("conv_grad", ["torch", "book"])
+def test_conv_1d_sums_and_gradients(conv_grad):
+    conv = conv_1d(conv_grad, [1.0, 1.0, 1.0])
+    x = row([1, 2, 3, 4, 5])
+    out = conv(x)
+    assert out.flatten().tolist() == [3, 6, 9, 12, 9]  # L4553
+    total = out.sum()
+    assert total.item() == 39  # conv_1d_sum, L4591-4602
+    total.backward()
+    assert conv(row([1, 2, 3, 4, 6])).sum().item() == 41  # so dL/dt5 = 41 - 39 = 2
+    assert x.grad.flatten().tolist() == [2, 3, 3, 3, 2]  # [REPO] _input_grad_1d; t5: 2
+    assert conv.weight.grad[0, 0, 1].tolist() == [10, 15, 14]  # [REPO] _param_grad_1d
+    assert conv_1d(conv_grad, [2.0, 1.0, 1.0])(row([1, 2, 3, 4, 5])).sum().item() == 49
+
+
+def test_conv_batch_gradients_are_the_loop_versions():
+    # [REPO] conv_1d_batch over [[0..6], [1..7]] with [1, 1, 1]: outputs summing to 133, input
+    # gradients [2, 3, 3, 3, 3, 3, 2] per row, parameter gradient [36, 49, 48].
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1] = 1.0
+    x = torch.stack([torch.arange(7.0), torch.arange(1.0, 8.0)]).view(2, 1, 1, 7)
+    x.requires_grad_()
+    out = conv(x)
+    assert out.view(2, 7).tolist() == [[1, 3, 6, 9, 12, 15, 11], [3, 6, 9, 12, 15, 18, 13]]
+    out.sum().backward()
+    assert out.sum().item() == 133
+    assert x.grad.view(2, 7).tolist() == [[2, 3, 3, 3, 3, 3, 2]] * 2
+    assert conv.weight.grad[0, 0, 1].tolist() == [36, 49, 48]
