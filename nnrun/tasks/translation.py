@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from rapidfuzz.distance import Levenshtein
 from torch import Tensor, nn
 
 from nnrun.data import Batch, Batches, Data
@@ -41,24 +42,13 @@ def greedy_decode(model: nn.Module, src: Tensor, max_len: int | None = None) -> 
     return sentences
 
 
-def edit_distance(a: Sequence, b: Sequence) -> int:
-    """Levenshtein distance: the fewest insertions, deletions and substitutions from a to b."""
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
 def text_stats(hypothesis: str, reference: str, max_n: int = 4) -> dict[str, int]:
     """Summable statistics of one translation against its reference: character and word edit
     distances and reference lengths (CER, WER), and for BLEU the words of each and, per n-gram
     order, the clipped matches and the hypothesis's n-grams."""
     hyp, ref = hypothesis.split(), reference.split()
-    stats = {"char_edits": edit_distance(hypothesis, reference), "chars": len(reference),
-             "word_edits": edit_distance(hyp, ref), "words": len(ref),
+    stats = {"char_edits": Levenshtein.distance(hypothesis, reference), "chars": len(reference),
+             "word_edits": Levenshtein.distance(hyp, ref), "words": len(ref),
              "hyp_len": len(hyp), "ref_len": len(ref)}
     for n in range(1, max_n + 1):
         hyp_grams = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))

@@ -20,7 +20,6 @@ from nnrun.models.transformer import (
 from nnrun.run import run
 from nnrun.tasks.translation import (
     Translation,
-    edit_distance,
     greedy_decode,
     text_metrics,
     text_stats,
@@ -28,9 +27,20 @@ from nnrun.tasks.translation import (
 from tests.helpers import make_config, toy_corpus
 
 
+def levenshtein(a, b) -> int:
+    """The textbook dynamic programme, to check the library's distances against."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
 def test_edit_distance_cer_and_wer():
-    assert edit_distance("kitten", "sitting") == 3
-    assert edit_distance([], ["a", "b"]) == 2
+    assert text_stats("sitting", "kitten")["char_edits"] == 3
+    assert text_stats("", "a b")["word_edits"] == 2
     stats = text_stats("the cat sat", "the cat sat on")
     assert (stats["word_edits"], stats["words"]) == (1, 4)   # WER 1/4
     assert (stats["char_edits"], stats["chars"]) == (3, 14)  # " on" is missing: CER 3/14
@@ -39,6 +49,17 @@ def test_edit_distance_cer_and_wer():
     # corpus CER/WER: summed edits over summed reference lengths
     both = {k: v + text_stats("sitting", "kitten")[k] for k, v in stats.items()}
     assert text_metrics(both)["cer"] == pytest.approx((3 + 3) / (14 + 6))
+
+
+def test_edit_counts_are_the_levenshtein_distances_of_characters_and_words():
+    g = torch.Generator().manual_seed(0)
+    words = ["кот", "пёс", "спит", "a", "the", ".", "ест"]
+    for _ in range(50):
+        hyp, ref = (" ".join(words[int(i)] for i in torch.randint(0, 7, (int(n),), generator=g))
+                    for n in torch.randint(0, 9, (2,), generator=g))
+        stats = text_stats(hyp, ref)
+        assert stats["char_edits"] == levenshtein(hyp, ref)
+        assert stats["word_edits"] == levenshtein(hyp.split(), ref.split())
 
 
 def test_bleu_on_hand_checked_examples():
