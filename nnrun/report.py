@@ -6,7 +6,9 @@
 
 Each preset runs through the real command line (`nnrun experiment=<id>`) in its own run
 directory under `--runs`; its `metrics.json` gives nnrun's numbers and the verdict on each
-`expected:` target. The report is only ever written by this command, from those runs.
+`expected:` target. The report is only ever written by this command, from those runs, and its
+header says what produced them: the commit, whether the tree was clean, the package versions
+and the threads per run.
 """
 
 from __future__ import annotations
@@ -20,10 +22,41 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from nnrun.cli import group_options
+
+# The packages whose versions shape the numbers, in the header's order.
+PACKAGES = ("nnrun", "torch", "torchvision", "torch_geometric", "hydra-core", "numpy", "scipy",
+            "tensorboard", "rapidfuzz")
+
+
+def provenance() -> dict[str, str]:
+    """What the runs are made of: the git commit of the checkout nnrun is imported from (and
+    whether its tree held uncommitted changes), and the installed versions of `PACKAGES`."""
+    source = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        commit = "unknown: nnrun is not imported from a git checkout"
+    else:
+        changed = git("status", "--porcelain").stdout.splitlines()
+        commit = f"{head.stdout.strip()}, " + (
+            "clean tree" if not changed else
+            f"**uncommitted changes** in {len(changed)} file(s): "
+            + ", ".join(line[3:] for line in changed[:5]) + (" ..." if len(changed) > 5 else ""))
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return {"commit": commit, "packages": ", ".join(versions)}
 
 
 def run_preset(preset: str, runs: Path, threads: int) -> dict[str, Any]:
@@ -97,7 +130,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
     if not checks:
         shown = [k for k in result if k.startswith("test/")] or \
                 [k for k in result if k.startswith("val/")]
-        measured = ", ".join(f"{k} {_num(result[k])}" for k in shown[:3])
+        measured = ", ".join(f"{k} {_num(result[k])}" for k in shown[:4])
         return [[result["preset"], "-", "(none reported)", measured, "-", "recorded", *common]]
     out = []
     for c in checks:
@@ -109,8 +142,9 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 def write_report(results: list[dict[str, Any]], out: Path, command: str,
-                 threads: int | None = None) -> None:
-    import torch  # only for the version in the header
+                 source: dict[str, str], threads: int | None = None, jobs: int = 1) -> None:
+    """The report of `results`, from runs of the code `source` (`provenance()`) describes."""
+    import torch  # only to say whether a GPU was there
 
     header = ["experiment", "metric", "document", "nnrun", "tolerance", "verdict", "wall",
               "run directory"]
@@ -118,14 +152,17 @@ def write_report(results: list[dict[str, Any]], out: Path, command: str,
         "# Reproduction report",
         "",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"- code: commit {source['commit']}",
+        f"- packages: {source['packages']}; Python {platform.python_version()}",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
-        + (", CUDA" if torch.cuda.is_available() else ", no GPU"),
-        f"- command: `{command}`" + (f", {threads} intra-op thread(s) per run "
-                                      "(OMP_NUM_THREADS)" if threads else ""),
+        f"{platform.release()}" + (", CUDA" if torch.cuda.is_available() else ", no GPU"),
+        f"- command: `{command}`"
+        + (f"; {jobs} run(s) at a time, {threads} intra-op thread(s) each (OMP_NUM_THREADS)"
+           if threads else ""),
         "",
-        "Written by `python -m nnrun.report` from real runs; never edited by hand. A target is "
-        "reproduced when nnrun's number lies within the tolerance of the document's.",
+        "Written by `python -m nnrun.report` from real runs; never edited by hand. Every number "
+        "in the tables was measured by these runs. A target is reproduced when nnrun's number "
+        "lies within the tolerance of the document's.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -141,7 +178,9 @@ def write_report(results: list[dict[str, Any]], out: Path, command: str,
         lines += ["| " + " | ".join(row) + " |" for row in ordering]
     notes = [(r["preset"], c) for r in results for c in r.get("expected", []) if c.get("note")]
     if notes:
-        lines += ["", "## Notes on the targets", ""]
+        lines += ["", "## Notes from the presets", "",
+                  "Written by hand in each preset's target (`note:`), not by these runs: a "
+                  "number in a note is an earlier measurement, kept for context.", ""]
         lines += [f"- **{preset}**, {c['metric']}: {c['note']}" for preset, c in notes]
     out.write_text("\n".join(lines) + "\n")
 
@@ -163,10 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     runs = (args.runs / stamp).resolve()
+    source = provenance()  # before the runs: the code they run
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda p: run_preset(p, runs, threads), chosen))
     command = "python -m nnrun.report " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_report(results, args.out, command, threads)
+    write_report(results, args.out, command, source, threads, args.jobs)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -1,10 +1,17 @@
-"""The reproduction report: verdict rows from real metrics, and a real run of a preset."""
+"""The reproduction report: verdict rows and orderings from metrics, a header that says which code
+and packages produced it, and a real run of a preset through `python -m nnrun.report`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from nnrun.report import ORDERINGS, ordering_rows, preset_ids, rows, write_report
+from nnrun.cli import group_options
+from nnrun.report import ORDERINGS, ordering_rows, provenance, rows, write_report
+
+SOURCE = {"commit": "0123abc, clean tree", "packages": "nnrun 0.1.0, torch 2.14.1"}
 
 
 def result(**extra) -> dict:
@@ -35,11 +42,17 @@ def test_the_report_has_its_header_rows_and_notes(tmp_path):
     checks = [{"metric": "val/rmse", "value": 5.0, "tolerance": 0.1, "source": "L2",
                "measured": 5.3, "verdict": "outside tolerance", "note": "the book rounds"}]
     out = tmp_path / "REPRODUCTION.md"
-    write_report([result(expected=checks)], out, "python -m nnrun.report doc/x")
+    write_report([result(expected=checks)], out, "python -m nnrun.report doc/x", SOURCE,
+                 threads=1, jobs=2)
     text = out.read_text()
-    assert "- command: `python -m nnrun.report doc/x`" in text and "- machine:" in text
+    assert "- code: commit 0123abc, clean tree" in text
+    assert "- packages: nnrun 0.1.0, torch 2.14.1; Python 3." in text
+    assert ("- command: `python -m nnrun.report doc/x`; 2 run(s) at a time, 1 intra-op "
+            "thread(s) each") in text
     assert "| doc/x | val/rmse | 5 (L2) | 5.3 | ±0.1 | **outside tolerance** |" in text
-    assert "**doc/x**, val/rmse: the book rounds" in text
+    # a note is the preset's hand-written context, under a heading that says so
+    notes = text.split("## Notes from the presets")[1]
+    assert "not by these runs" in notes and "**doc/x**, val/rmse: the book rounds" in notes
 
 
 def test_orderings_say_whether_each_pair_holds(tmp_path):
@@ -52,10 +65,35 @@ def test_orderings_say_whether_each_pair_holds(tmp_path):
         ("dlfs/ch4_softmax_ce < dlfs/ch4_momentum", "0.91 < 0.9", "**does not hold**"),
         ("dlfs/ch4_momentum < dlfs/ch4_linear_decay", "0.9 < None", "**missing**")]
     out = tmp_path / "REPRODUCTION.md"
-    write_report(results, out, "python -m nnrun.report --all")
+    write_report(results, out, "python -m nnrun.report --all", SOURCE)
     assert "## Orderings across presets" in out.read_text()
-    assert all(p in preset_ids() for _, _, pairs in ORDERINGS for pair in pairs for p in pair)
+    presets = group_options("experiment")
+    assert all(p in presets for _, _, pairs in ORDERINGS for pair in pairs for p in pair)
 
 
 def test_every_preset_is_listed():
-    assert "examples/mnist_cnn" in preset_ids()
+    assert "examples/mnist_cnn" in group_options("experiment")
+
+
+def test_provenance_names_the_checkouts_commit_and_the_packages():
+    source = provenance()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI's clean clone is one)
+        assert source["commit"].startswith(head.stdout.strip())
+    import torch
+
+    assert f"torch {torch.__version__.split('+')[0]}" in source["packages"]
+
+
+def test_a_report_of_a_real_run(tmp_path):
+    """`python -m nnrun.report` runs the preset through the CLI and reports its verdict."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "nnrun.report", "lecture2/linreg_manual",
+                           "--out", str(tmp_path / "R.md"), "--runs", str(tmp_path / "runs")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "R.md").read_text()
+    assert "- code: commit " in text and "- packages: nnrun " in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| lecture2/linreg_manual")]
+    assert "| train/loss | 1e-08 (" in row and "| reproduced |" in row
