@@ -3,7 +3,7 @@
 (a) `python -m nnrun --cfg job` (compose and print the config, no training), median of
     `--repeats` launches, beside `python -c pass` (the interpreter alone) and
     `python -c "import torch"` (what any torch script pays first). A separate subprocess calls
-    `nnrun.cli.main()` with `--cfg job` and then checks `sys.modules`: torch must not be in it.
+    `nnrun.cli.command()` with `--cfg job` and then checks `sys.modules`: torch must not be in it.
 
 (b) Launch to the first training step of the default job (LSTM on sine), read from the run's
     own TensorBoard event file, so nothing in nnrun is patched: every event carries the
@@ -25,9 +25,18 @@
     (HPARAMS, metrics.json, the summary table) and interpreter exit. It takes 20-80 s more on
     2 busy cores, hence opt-in.
 
+(c) With `--mnist` (needs MNIST under $NNRUN_DATA_ROOT): a whole one-epoch MNIST MLP job,
+    `nnrun model=mlp data=mnist trainer.epochs=1 trainer.progress=false`, launch to exit,
+    against a hand-written torch script that does the same work the same way: torchvision's
+    MNIST files, the same scaling and seeded 5,000-image validation split, the same 784-128-10
+    MLP, Adam and shuffled batches of 64, then validation and test accuracy. The script keeps no
+    record; nnrun's run keeps its whole run directory (.hydra/, TensorBoard events with the
+    HPARAMS entry, checkpoints, metrics.json). The two alternate, `--repeats` times each, one
+    intra-op thread each, and the ratio of the medians is the figure to hold at 1.10 or below.
+
 Every run happens in a temporary working directory, so no `outputs/` is left behind.
 
-    python benchmarks/startup.py [--repeats 3] [--full]
+    python benchmarks/startup.py [--repeats 3] [--full] [--mnist]
 """
 
 from __future__ import annotations
@@ -48,11 +57,8 @@ from tensorboard.compat.proto.event_pb2 import Event
 CHECK_IMPORTS = """
 import sys
 sys.argv = ["nnrun", "--cfg", "job"]
-from nnrun.cli import main
-try:
-    main()
-except SystemExit as err:
-    assert not err.code, err.code
+from nnrun.cli import command
+assert command() == 0
 heavy = ["torch", "torchvision", "torch_geometric", "tensorboard", "matplotlib", "numpy"]
 print("IMPORTED=" + ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
 """
@@ -71,6 +77,45 @@ optimizer.step()
 loss.item()
 print(time.time())
 """
+
+
+HAND_MNIST = """
+import os, sys
+import torch
+import torch.nn.functional as F
+from torchvision.datasets import MNIST
+
+torch.manual_seed(0)
+root = os.environ["NNRUN_DATA_ROOT"]
+train, test = (MNIST(root, train=t, download=False) for t in (True, False))
+
+def images(ds):
+    return ds.data.unsqueeze(1).float().div_(255).sub_(0.1307).div_(0.3081)
+
+x, y, x_test, y_test = images(train), train.targets, images(test), test.targets
+order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+x_val, y_val, x, y = x[order[:5000]], y[order[:5000]], x[order[5000:]], y[order[5000:]]
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(),
+                            torch.nn.Linear(128, 10))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+batch = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+for i in range(0, len(x), 64):
+    index = batch[i:i + 64]
+    loss = F.cross_entropy(model(x[index]), y[index])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+@torch.no_grad()
+def accuracy(xs, ys):
+    model.eval()
+    return sum(int((model(xs[i:i + 64]).argmax(1) == ys[i:i + 64]).sum())
+               for i in range(0, len(xs), 64)) / len(xs)
+
+print(accuracy(x_val, y_val), accuracy(x_test, y_test))
+"""
+
+MNIST_JOB = ["model=mlp", "data=mnist", "trainer.epochs=1", "trainer.progress=false"]
 
 
 def launch_seconds(args: list[str], cwd: Path) -> float:
@@ -131,11 +176,32 @@ def full_job(cwd: Path) -> tuple[float, float, float]:
     return total, fit, events(run_dir / "tb")[0].wall_time - launch
 
 
+def mnist_jobs(cwd: Path, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall seconds of the whole one-epoch MNIST MLP job through nnrun and of the hand-written
+    script, alternating, one intra-op thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nnrun, hand = [], []
+    for i in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nnrun", *MNIST_JOB,
+                        f"hydra.run.dir={cwd / f'mnist{i}'}"], cwd=cwd, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        nnrun.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", HAND_MNIST], cwd=cwd, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        hand.append(time.perf_counter() - start)
+    return nnrun, hand
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="launches of each command")
     parser.add_argument("--full", action="store_true",
                         help="also time one full default job (20-80 s more)")
+    parser.add_argument("--mnist", action="store_true",
+                        help="also time a whole one-epoch MNIST MLP job against a hand-written "
+                        "script (needs NNRUN_DATA_ROOT)")
     args = parser.parse_args()
     py = sys.executable
     commands = {"python -c pass": [py, "-c", "pass"],
@@ -157,6 +223,7 @@ def main() -> None:
             steps.append(first_step(cwd))
             bare.append(bare_first_step(cwd))
         full = full_job(cwd) if args.full else None
+        mnist = mnist_jobs(cwd, args.repeats) if args.mnist else None
 
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} CPUs; {py}")
@@ -186,6 +253,17 @@ def main() -> None:
         print("full default job, one run (no overrides):")
         print(f"  total wall {total:.3f} s = fit {fit:.3f} s (metrics.json wall_s) + "
               f"{total - fit:.3f} s outside fit; launch -> fit starts {fit_start:.3f} s")
+    if mnist is not None:
+        jobs, hand = mnist
+        print(f"\n(c) one-epoch MNIST MLP, launch to exit, {args.repeats} of each, alternating, "
+              f"OMP_NUM_THREADS=1")
+        print(f"{'':36}{'median s':>9}{'min s':>8}{'max s':>8}")
+        for name, ts in [("nnrun (the whole run directory)", jobs),
+                         ("hand-written script", hand)]:
+            print(f"{name:36}{statistics.median(ts):9.3f}{min(ts):8.3f}{max(ts):8.3f}")
+        ratio = statistics.median(jobs) / statistics.median(hand)
+        print(f"nnrun / hand-written: {ratio:.3f} (target at most 1.10: "
+              f"{'met' if ratio <= 1.10 else 'NOT met'})")
 
 
 if __name__ == "__main__":

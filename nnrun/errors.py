@@ -32,7 +32,7 @@ class SweepFailed(NnrunError):
 
 
 class PastHydra(BaseException):
-    """Carries an NnrunError from a callback or a single run to `cli.main`. Hydra 1.3 catches
+    """Carries an NnrunError from a callback or a single run to `cli.command`. Hydra 1.3 catches
     an Exception there and only warns (callbacks: the run goes on) or prints an extra line
     (jobs); a BaseException passes through both."""
 
