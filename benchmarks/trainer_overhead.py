@@ -54,11 +54,12 @@ import torch
 import torch.nn.functional as F
 
 from nnrun.console import ProgressBar
-from nnrun.data import Data, TensorBatches
+from nnrun.data import Data, Sizes
+from nnrun.data.batches import TensorBatches
 from nnrun.logger import TensorBoardLogger
-from nnrun.models import MLP
-from nnrun.schedules import constant
-from nnrun.tasks import Classification
+from nnrun.models.mlp import MLP
+from nnrun.optim.schedules import constant
+from nnrun.tasks.classification import Classification
 from nnrun.trainer import Trainer, TrainerConfig
 
 N_VAL, BATCH, LR, SEED = 1_200, 60, 0.1, 0
@@ -85,7 +86,7 @@ def run_nnrun(steps: int, train: Split, val: Split, out: Path, log_every: int = 
     model, optimizer = make_model()
     data = Data(train=TensorBatches(*train, batch_size=BATCH),
                 val=TensorBatches(*val, batch_size=BATCH, shuffle=False),
-                dims={"in_shape": (1, 28, 28), "out_features": 10})
+                sizes=Sizes((1, 28, 28), 10))
     epochs = math.ceil(steps / len(data.train))
     cfg = TrainerConfig(epochs=epochs, max_steps=steps, log_every=log_every, progress=False)
     trainer = Trainer(cfg, model, Classification(), data, optimizer, constant(optimizer, steps),
