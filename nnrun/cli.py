@@ -98,12 +98,15 @@ def main() -> None:
     teardown: unloading torch's and torchvision's thousands of modules takes about a second
     (0.9 s on the development machine after `import torch, torchvision`) and does nothing for
     a run that has finished, whose files are all written, fsynced and closed by then. The
-    standard streams and logging are flushed first. A sweep (its launcher may hold worker
-    processes) and a command that never imported torch (`--cfg`, `--help`) exit the ordinary
-    way. Call `command()` to use the command inside a process that must go on.
+    standard streams and logging are flushed first. The ordinary exit is kept for a sweep (its
+    launcher may hold worker processes), for a command that never imported torch (`--cfg`,
+    `--help`), and under a profiler, tracer or coverage tool, which write their results at
+    exit. Call `command()` to use the command inside a process that must go on.
     """
     status = command()
-    if "torch" in sys.modules and not {"-m", "--multirun"} & set(sys.argv[1:]):
+    single_run = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if single_run and "torch" in sys.modules and not watched:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()

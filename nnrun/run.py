@@ -214,12 +214,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                            trainer_cfg.epochs)
     try:
         result = trainer.fit(logger, progress)
-    finally:
+        best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
+        metrics = {k: v for k, v in result.items() if isinstance(v, float) and "/" in k}
+        logger.log_hparams(hparams(config), metrics)
+    finally:  # what was logged reaches the event file, whatever stopped the run
         progress.close()
-    best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
-    metrics = {k: v for k, v in result.items() if isinstance(v, float) and "/" in k}
-    logger.log_hparams(hparams(config), metrics)
-    logger.close()
+        logger.close()
     if config["expected"]:
         result["expected"] = check_expected(config["expected"], {**result, **best})
     checkpoint.write_json({**result, **best}, run_dir / "metrics.json")

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from nnrun.cli import group_options
 from nnrun.data import Sizes
 from nnrun.errors import ConfigError
-from nnrun.run import size_arguments, validate
+from nnrun.run import run, size_arguments, validate
 from nnrun.trainer import TrainerConfig
 from tests.helpers import build_model, make_config
 
@@ -56,6 +56,18 @@ def test_a_model_gets_only_the_sizes_its_constructor_takes():
     # a size the model's YAML sets itself is not overridden by the data's
     assert size_arguments(make_config("model=mlp", "+model.out_features=2").model,
                           sizes) == {"in_shape": (12,)}
+
+
+@pytest.mark.parametrize("overrides,missing", [
+    (["data=binary_patterns", "model=mlp"], "out_features"),  # nothing to learn by gradient
+    (["data=dlfs_text", "model=mlp"], "in_shape"),            # token ids, not features
+    (["data=sine", "model=char_lstm"], "vocab_size")])
+def test_a_model_the_data_cannot_feed_is_refused_before_anything_is_written(overrides, missing,
+                                                                            tmp_path):
+    cfg = make_config(*overrides, "trainer.progress=false", "device=cpu")
+    with pytest.raises(ConfigError, match=f"needs the data's {missing}"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", group_options("optimizer"))

@@ -5,7 +5,9 @@ on, and nothing concrete.
 - `Data`: the splits, each a `Batches`, and what the data tells the rest of the run:
   `sizes` (a `Sizes`: handed to the model's constructor) and `vocabularies` (the token strings
   a task needs to turn ids back into text).
-- `data_root`: where datasets live (`data.root`).
+- `data_root`: where datasets live (`data.root`), and `missing_dataset`, the error for a
+  dataset that is not there: helpers for the datasets, not part of the interface (`__all__`,
+  what the runner may use).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import Tensor
 
 from nnrun.errors import DataError
 
-__all__ = ["Batch", "Batches", "Data", "Sizes", "data_root", "missing_dataset"]
+__all__ = ["Batch", "Batches", "Data", "Sizes"]
 
 Batch = tuple[Tensor, ...]
 
@@ -48,18 +50,23 @@ class Sizes:
     that name and the model's YAML does not set it; a class that takes none of them (`Net()`)
     is built as it is.
 
+    A size the data does not give is None; a constructor that needs it (a parameter without a
+    default) is refused with a one-line error before anything is written.
+
     Args:
         in_shape: one sample's input without the batch dimension: (1, 28, 28) for MNIST,
-            (window, 1) for a series, (1433,) for Cora's node features, (seq_len,) for token
-            ids.
-        out_features: outputs per sample: the classes, the regression targets, or for token
-            outputs the size of the target vocabulary.
+            (window, 1) for a series, (1433,) for Cora's node features; None for token ids,
+            whose models take `vocab_size` (and `seq_len`) instead.
+        out_features: outputs per sample to learn: the classes, the regression targets, or for
+            token outputs the size of the target vocabulary; None where nothing is learned by
+            gradient (the patterns a Hopfield memory stores) or where the outputs are the
+            input's own tokens (next-character models: `vocab_size`).
         vocab_size: the number of distinct input tokens, for token inputs (characters, source
             words); None for other data.
         seq_len: the longest token sequence, special tokens included; None for other data.
     """
 
-    in_shape: tuple[int, ...]
+    in_shape: tuple[int, ...] | None = None
     out_features: int | None = None
     vocab_size: int | None = None
     seq_len: int | None = None

@@ -104,4 +104,4 @@ def binary_patterns(n_neurons: int = 100, n_patterns: int = 10, noise: float = 0
         return FullBatch(stored.scatter(1, flips, -stored.gather(1, flips)), stored)
 
     return Data(train=FullBatch(patterns, patterns), val=probes(), test=probes(),
-                sizes=Sizes((n_neurons,), n_neurons))
+                sizes=Sizes((n_neurons,)))

@@ -81,9 +81,8 @@ def char_text(path: str, root: str | None = None, seq_len: int = 25, val_fractio
         epoch_windows: training windows per epoch, a fresh random draw from all of them each
             epoch (a short epoch on a large file); null = all.
 
-    Sizes: `vocab_size` and `out_features`, the number of distinct characters; `in_shape`
-    (seq_len,). The ids are the sorted vocabulary's (`vocabulary`), which goes to the task as
-    `vocabularies["chars"]`.
+    Sizes: `vocab_size`, the number of distinct characters. The ids are the sorted
+    vocabulary's (`vocabulary`), which goes to the task as `vocabularies["chars"]`.
     """
     file = data_root(root) / path
     if not file.is_file():
@@ -109,5 +108,5 @@ def char_text(path: str, root: str | None = None, seq_len: int = 25, val_fractio
     return Data(train=CharWindows(train, train_starts, seq_len, batch_size, shuffle,
                                   epoch_windows),
                 val=CharWindows(val, val_starts, seq_len, batch_size, shuffle=False),
-                sizes=Sizes((seq_len,), len(vocab), vocab_size=len(vocab)),
+                sizes=Sizes(vocab_size=len(vocab)),
                 vocabularies={"chars": vocab})

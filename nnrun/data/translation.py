@@ -181,7 +181,7 @@ def translation(path: str, root: str | None = None, src_lang: str = "en", tgt_la
     val, refs = tensors(val_pairs)
     return Data(train=TokenBatches(train, batch_size=batch_size),
                 val=TokenBatches(val, [_codes(refs)], batch_size=batch_size, shuffle=False),
-                sizes=Sizes((seq_len,), len(tgt_tok), vocab_size=len(src_tok), seq_len=seq_len),
+                sizes=Sizes(out_features=len(tgt_tok), vocab_size=len(src_tok), seq_len=seq_len),
                 vocabularies={"source": src_tok, "target": tgt_tok})
 
 
@@ -190,8 +190,9 @@ class TokenBatches:
     seeded order), each batch's id tensors cut to the longest row in it.
 
     The positions cut off are padding in every row of the batch, which the attention masks and
-    the loss ignore, so a model computes the same outputs on fewer positions (only dropout's
-    random draws differ, having fewer elements to draw for). The book pads every row to
+    the loss ignore, so a model computes the same outputs on fewer positions, up to float
+    rounding (the matrix products change shape, 1e-7 in the logits); dropout's random draws
+    differ, having fewer elements to draw for. The book pads every row to
     seq_len = 350 (L2527-2533); most sentences are a tenth of that. The rows' lengths stay on
     the CPU, so cutting a batch never waits for the device.
 

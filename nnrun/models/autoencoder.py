@@ -7,7 +7,6 @@ run's checkpoint), so the codes can be used without the decoder.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,14 +87,10 @@ def load_encoder(path: str | Path, in_shape: Sequence[int] = (1, 28, 28)) -> Con
     codes."""
     state = checkpoint.load(Path(path))
     model_cfg = state["config"]["model"]
-    module, _, name = model_cfg["_target_"].rpartition(".")
-    try:
-        model_class = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        model_class = None
-    if not (isinstance(model_class, type) and issubclass(model_class, ConvAutoencoder)):
+    target = f"{ConvAutoencoder.__module__}.{ConvAutoencoder.__qualname__}"
+    if model_cfg["_target_"] != target:  # the class the run built, as its config records it
         raise ConfigError(f"{path} is a checkpoint of {model_cfg['_target_']}, not of "
-                          "model=conv_autoencoder")
+                          f"model=conv_autoencoder ({target})")
     encoder = ConvEncoder(in_shape, model_cfg["hidden_dim"], model_cfg["channels"],
                           model_cfg["kernel_size"])
     prefix = "encoder."

@@ -73,8 +73,8 @@ def same_conv(c_in: int, c_out: int, kernel_size: int, bias: bool = True, init: 
 class ConvDenseNet(nn.Module):
     """The book's convolutional networks (chapters 5 and 7): stride-1, same-padded convolutions
     (no pooling, so the maps stay at the input's size), each followed by the activation and
-    dropout, then an `MLP` head: flatten, Dense layers (Linear, activation, dropout) and a
-    Linear output.
+    dropout, then the layers of an `MLP`: flatten, Dense layers (Linear, activation, dropout)
+    and a Linear output, all in one `net`.
 
     Chapter 5's (`experiments/dlfs/ch5_conv_mnist.yaml`): channels [32], no conv bias, the
     book's scrambled conv weight gradient (`conv_grad=book`), its conv "glorot", tanh, the
@@ -111,10 +111,10 @@ class ConvDenseNet(nn.Module):
                        make_activation(activation)]
             if dropout:
                 layers.append(Dropout(dropout, rescale_dropout))
-        self.convs = nn.Sequential(*layers)
         maps = (channels[-1] if channels else c, h, w)
-        self.head = MLP(maps, out_features, hidden_sizes, activation, dropout, init=init,
-                        rescale_dropout=rescale_dropout)
+        head = MLP(maps, out_features, hidden_sizes, activation, dropout, init=init,
+                   rescale_dropout=rescale_dropout)
+        self.net = nn.Sequential(*layers, *head.net)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.convs(x))  # (B, C, H, W) -> (B, out_features)
+        return self.net(x)  # (B, C, H, W) -> (B, out_features)

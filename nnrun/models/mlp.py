@@ -94,7 +94,7 @@ class LinearRegression(nn.Module):
         gradient: how the weights' gradient is computed. `autograd`: torch differentiates the
             matmul (the lecture's `l.backward()`, L787-864). `analytic`: the hand-derived
             formula in `AnalyticLinear.backward` (the lecture's `gradient(x, y, y_pred)`,
-            L173-184); `tests/test_lecture2_candle.py` checks it against finite differences.
+            L173-184); `tests/models/test_mlp.py` checks it against finite differences.
     """
 
     GRADIENTS = ("autograd", "analytic")
@@ -135,9 +135,10 @@ class LeastSquares(ClosedForm):
     @torch.no_grad()
     def fit(self, train: Batches) -> None:
         """Solve for the weights from every (x, y) batch of `train`."""
-        x = torch.cat([batch[0].flatten(1) for batch in train.epoch()]).double()  # (N, F)
-        y = torch.cat([batch[1] for batch in train.epoch()]).double()            # (N, out)
-        design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)
+        # on the CPU in float64 whatever the device: lstsq's CUDA driver assumes full rank
+        x = torch.cat([batch[0].flatten(1) for batch in train.epoch()]).cpu().double()  # (N, F)
+        y = torch.cat([batch[1] for batch in train.epoch()]).cpu().double()            # (N, out)
+        design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)         # (N, F + 1)
         solution = torch.linalg.lstsq(design, y).solution                       # (F + 1, out)
         self.weight.copy_(solution[:-1].T)
         self.bias.copy_(solution[-1])

@@ -30,7 +30,7 @@ class NextCharacter(Classification):
             always written at the end of the run.
         sample_len: characters per sample.
         temperature: divides the logits before sampling (1 = the model's distribution).
-        prime: the text the sample starts from; null = the first character of the
+        prime: the text the sample starts from; null (or empty) = the first character of the
             validation text.
         seed: seeds the sampler's own generator, so sampling never moves the training's
             random state.
@@ -58,7 +58,7 @@ class NextCharacter(Classification):
             raise ConfigError("task=next_char needs character data (a vocabulary of `chars`), "
                               "such as data=dlfs_text or data=tinyshakespeare")
         self.vocab = data.vocabularies["chars"]
-        if self.prime is None:
+        if not self.prime:
             first_window = next(iter(data.val.epoch()))[0]  # (B, T), in text order
             self.prime = self.vocab[int(first_window[0, 0])]
         missing = sorted(set(self.prime) - set(self.vocab))

@@ -16,7 +16,7 @@ def test_vocabulary_is_sorted_and_stable(text_corpus, data_root):
     root, text = text_corpus
     data = char_text("text/tiny.txt", root=str(root), seq_len=5)
     assert data.vocabularies["chars"] == "".join(sorted(set(text)))
-    assert data.sizes == Sizes((5,), len(set(text)), vocab_size=len(set(text)))
+    assert data.sizes == Sizes(vocab_size=len(set(text)))
     dlfs = char_text("text/dlfs_input.txt", root=str(data_root))
     assert dlfs.vocabularies["chars"] == ("\n !',-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                           "abcdefghijklmnopqrstuvwxyz")
@@ -53,4 +53,4 @@ def test_tinyshakespeare_default_job_composes(data_root):
     validate(cfg)
     assert cfg.task._target_ == "nnrun.tasks.next_char.NextCharacter"
     data = instantiate(cfg.data)
-    assert data.sizes.vocab_size == data.sizes.out_features == 65
+    assert data.sizes == Sizes(vocab_size=65)

@@ -32,7 +32,7 @@ def test_forward_backward_reaches_every_parameter(preset):
 def test_ch5_parameter_count_and_layers():
     # L5146: "32 x 5 x 5 = 800" conv parameters (no bias); Dense 25,088 -> 10 with a bias.
     net = build("ch5_conv_mnist")
-    conv, linear = net.convs[0], net.head.net[-1]
+    conv, linear = net.net[0], net.net[-1]
     assert conv.weight.numel() == 800 and conv.bias is None
     assert (linear.in_features, linear.out_features) == (32 * 28 * 28, 10)
     assert sum(p.numel() for p in net.parameters()) == 800 + 250_890
@@ -47,7 +47,7 @@ def test_ch7_parameter_count():
 
 def test_same_padding_keeps_the_image_size_and_rejects_even_kernels():
     net = ConvDenseNet((3, 8, 6), 2, channels=[4], kernel_size=3, hidden_sizes=[])
-    assert net.head.net[-1].in_features == 4 * 8 * 6
+    assert net.net[-1].in_features == 4 * 8 * 6
     with pytest.raises(ConfigError):
         ConvDenseNet((1, 28, 28), 10, kernel_size=4)
 
@@ -91,7 +91,7 @@ def conv_1d(conv_grad: str, kernel: list[float]) -> torch.nn.Conv2d:
     it is the book's `conv_1d` with `_pad_1d(inp, 1)`."""
     net = ConvDenseNet((1, 1, 5), 2, channels=[1], kernel_size=3, conv_bias=False,
                        hidden_sizes=[], conv_grad=conv_grad)
-    conv = net.convs[0]
+    conv = net.net[0]
     with torch.no_grad():
         conv.weight.zero_()
         conv.weight[0, 0, 1] = torch.tensor(kernel)

@@ -52,9 +52,10 @@ def test_sampling_leaves_the_training_random_state_alone(text_corpus):
 def test_the_prime_defaults_to_the_first_validation_character_and_is_checked(text_corpus):
     root, text = text_corpus
     data = char_text("text/tiny.txt", root=str(root), seq_len=5, val_fraction=0.25)
-    task = NextCharacter()
-    task.setup(data)
-    assert task.prime == text[round(len(text) * 0.75)]
+    for prime in (None, ""):
+        task = NextCharacter(prime=prime)
+        task.setup(data)
+        assert task.prime == text[round(len(text) * 0.75)]
     with pytest.raises(ConfigError, match="outside the vocabulary"):
         NextCharacter(prime="XYZ").setup(data)
 

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from nnrun.data import Sizes
+from nnrun.errors import ConfigError
 from nnrun.models.autoencoder import ConvAutoencoder, load_encoder
 from nnrun.run import run
 from nnrun.tasks.reconstruction import Reconstruction, knn_accuracy, nearest_mse
@@ -112,3 +113,11 @@ def test_encoder_loads_on_its_own_from_the_checkpoint(short_run):
     with torch.no_grad():
         assert torch.equal(encoder(x), model.encoder(x))
     assert not encoder.training
+
+
+def test_the_encoder_of_another_model_is_refused(short_run, tmp_path):
+    state = torch.load(short_run / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["model"]["_target_"] = "nnrun.models.mlp.MLP"
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not of model=conv_autoencoder"):
+        load_encoder(tmp_path / "other.pt")
