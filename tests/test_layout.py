@@ -5,6 +5,7 @@ is imported or run, so the rule holds as the project grows."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -25,16 +26,33 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The module an import-from names, relative imports (`from .x import y`) resolved."""
+    if not node.level:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.stem != "__init__":
+        package = package[:-1]
+    base = package[:len(package) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imports(path: Path) -> list[tuple[str, list[str]]]:
-    """Every import of a source file as (module, names); `import a.b` gives ("a.b", [])."""
+    """Every import of a source file as (module, names): `import a.b` gives ("a.b", []), and
+    `from a import b`, where a is a package whose b is a module, gives ("a.b", [])."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module == "nnrun":  # from nnrun import x
-            found += [(f"nnrun.{alias.name}", []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.append((node.module, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute(node, path)
+            submodules = [a.name for a in node.names
+                          if (ROOT / module.replace(".", "/") / a.name).with_suffix(".py").is_file()
+                          or (ROOT / module.replace(".", "/") / a.name / "__init__.py").is_file()]
+            found += [(f"{module}.{name}", []) for name in submodules]
+            names = [a.name for a in node.names if a.name not in submodules]
+            if names:
+                found.append((module, names))
     return found
 
 
@@ -44,7 +62,8 @@ def component_of(module: str) -> str | None:
 
 
 def interface(component: str) -> set[str]:
-    """The names a component package's `__init__` lists in `__all__`."""
+    """The names a component package's `__init__` lists in `__all__`: its interface (helpers
+    for the components themselves may stand beside it, unlisted)."""
     tree = ast.parse((NNRUN / component / "__init__.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
@@ -54,17 +73,22 @@ def interface(component: str) -> set[str]:
 
 
 RUNNER_FILES = sorted(NNRUN.glob("*.py"))
-COMPONENT_FILES = sorted(p for c in COMPONENTS for p in (NNRUN / c).glob("*.py"))
+COMPONENT_FILES = sorted(p for c in COMPONENTS for p in (NNRUN / c).rglob("*.py"))
 
 
 def test_the_top_level_holds_the_runner_and_one_package_per_config_group():
     assert {p.stem for p in RUNNER_FILES} == RUNNER
-    packages = {p.name for p in NNRUN.iterdir() if (p / "__init__.py").is_file()}
-    assert packages == set(COMPONENTS)
+    folders = {p.name for p in NNRUN.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(COMPONENTS)
+    assert all((NNRUN / c / "__init__.py").is_file() for c in COMPONENTS)
 
 
 @pytest.mark.parametrize("path", RUNNER_FILES, ids=lambda p: p.name)
 def test_the_runner_imports_only_the_components_interfaces(path):
+    for node in ast.walk(ast.parse(path.read_text())):  # `import nnrun.models` reaches it all
+        if isinstance(node, ast.Import):
+            assert not [a.name for a in node.names if component_of(a.name)], (
+                f"{path.name}: import a component's interface by name, from nnrun.<package>")
     for module, names in imports(path):
         component = component_of(module)
         if component is None:
@@ -99,23 +123,29 @@ def test_the_leaves_import_no_other_nnrun_module(leaf):
     assert {m for m, _ in imports(path) if m.startswith("nnrun")} <= {"nnrun.errors"}
 
 
+def private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
 @pytest.mark.parametrize("path", RUNNER_FILES + COMPONENT_FILES, ids=lambda p: module_name(p))
 def test_no_module_uses_a_private_name_of_another(path):
     tree = ast.parse(path.read_text())
-    aliases = set()
+    aliases = set()  # local names bound to nnrun modules or to names imported from them
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nnrun"):
-            private = [a.name for a in node.names if a.name.startswith("_")]
-            assert not private, f"{module_name(path)} imports {private} from {node.module}"
+        if isinstance(node, ast.ImportFrom) and absolute(node, path).startswith("nnrun"):
+            names = [a.name for a in node.names if private(a.name)]
+            assert not names, f"{module_name(path)} imports {names} from {node.module}"
             aliases |= {a.asname or a.name for a in node.names}
         elif isinstance(node, ast.Import):
             aliases |= {a.asname or a.name.split(".")[0] for a in node.names
                         if a.name.startswith("nnrun")}
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id in aliases and node.attr.startswith("_")
-                and not node.attr.startswith("__")):
-            raise AssertionError(f"{module_name(path)} uses {node.value.id}.{node.attr}")
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute):  # nnrun.data.batches._x
+                root = root.value
+            assert not (isinstance(root, ast.Name) and root.id in aliases), (
+                f"{module_name(path)} uses {ast.unparse(node)}")
 
 
 def targets() -> list[tuple[str, str, str]]:
@@ -143,12 +173,18 @@ def test_every_target_points_into_its_groups_package(where, group, target):
         f"{where}: {target} names a component by its module, not the package interface")
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
-def test_every_package_ships_in_the_wheel(component):
-    assert f'"nnrun.{component}"' in (ROOT / "pyproject.toml").read_text()  # packages = [...]
+def test_every_package_ships_in_the_wheel():
+    listed = re.search(r"^packages = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert listed, "pyproject.toml lists its packages on one line: packages = [...]"
+    packages = set(re.findall(r'"([\w.]+)"', listed[1]))
+    assert {f"nnrun.{c}" for c in COMPONENTS} <= packages
 
 
 @pytest.mark.parametrize("path", sorted(p for p in COMPONENT_FILES if p.stem != "__init__"),
                          ids=lambda p: module_name(p))
 def test_the_tests_mirror_the_components(path):
-    assert (ROOT / "tests" / path.parent.name / f"test_{path.stem}.py").is_file()
+    test_file = ROOT / "tests" / path.parent.name / f"test_{path.stem}.py"
+    assert test_file.is_file(), f"{module_name(path)} has no {test_file.relative_to(ROOT)}"
+    tests = [n for n in ast.parse(test_file.read_text()).body
+             if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    assert tests, f"{test_file.relative_to(ROOT)} holds no test"

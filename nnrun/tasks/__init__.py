@@ -2,8 +2,9 @@
 statistics (evaluation). The trainer never looks inside a batch: the data option picks its task
 in YAML (`conf/task/`), and the task knows how to call the model on that data's batches.
 
-This module holds the interface (`Task`, and `Embedding` for the projector) and the few helpers
-every task may use; the tasks are the modules of this package (`regression`, `classification`,
+This module holds the interface (`Task`, and `Embedding` for the projector: `__all__`, what the
+runner may use) and the few helpers every task may use (`check_reduction`, `with_gradient_of`,
+`pyplot`); the tasks are the modules of this package (`regression`, `classification`,
 `translation`, ...).
 """
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from nnrun.data import Batch, Batches, Data
 from nnrun.errors import ConfigError
 
-__all__ = ["Embedding", "Task", "check_reduction", "pyplot", "with_gradient_of"]
+__all__ = ["Embedding", "Task"]
 
 
 class Task:
