@@ -1,6 +1,6 @@
 """Overhead of nnrun's `Trainer.fit` against a hand-written PyTorch loop doing the same work.
 
-Workload: MLP 784-89-10 (ReLU, `nnrun.models.MLP(hidden_sizes=[89])`) on in-memory random
+Workload: MLP 784-89-10 (ReLU, `nnrun.models.mlp.MLP(hidden_sizes=[89])`) on in-memory random
 MNIST-shaped data (`--train-size` train samples, 60,000 as in MNIST by default, + 1,200 val
 samples of shape (1, 28, 28), 10 classes, fixed seed), batch 60 (1,000 steps an epoch at
 60,000), plain SGD lr 0.1, `--steps` optimizer steps, CPU.
