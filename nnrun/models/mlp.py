@@ -136,8 +136,9 @@ class LeastSquares(ClosedForm):
     def fit(self, train: Batches) -> None:
         """Solve for the weights from every (x, y) batch of `train`."""
         # on the CPU in float64 whatever the device: lstsq's CUDA driver assumes full rank
-        x = torch.cat([batch[0].flatten(1) for batch in train.epoch()]).cpu().double()  # (N, F)
-        y = torch.cat([batch[1] for batch in train.epoch()]).cpu().double()            # (N, out)
+        batches = list(train.epoch())  # one pass: a DataLoader split is read once
+        x = torch.cat([batch[0].flatten(1) for batch in batches]).cpu().double()  # (N, F)
+        y = torch.cat([batch[1] for batch in batches]).cpu().double()            # (N, out)
         design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)         # (N, F + 1)
         solution = torch.linalg.lstsq(design, y).solution                       # (F + 1, out)
         self.weight.copy_(solution[:-1].T)
