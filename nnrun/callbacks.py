@@ -12,34 +12,32 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from nnrun.errors import ConfigError, PastHydra, SweepFailed
+from nnrun.rundir import cannot_create, note_new_dirs
 
 
 class RunDirGuard(Callback):
-    """Protect a directory that already holds a run, before Hydra writes anything there.
-
-    A fresh run is refused (continuing takes `trainer.resume=auto`; a PastHydra, because Hydra
-    turns a callback's Exception into a warning and starts the run anyway). A resumed run keeps
-    the `.hydra/` record of how the run was started: its own resolved config goes into its
-    checkpoints, and a resume refused for bad input leaves the directory as it was.
-    """
+    """Note which folders of a run directory do not exist yet, before Hydra creates them, so
+    that a start refused for bad input removes them again (`nnrun.rundir`); refuse a sweep into
+    a directory that already holds one. Whether a run directory may be written is decided under
+    its lock, in `nnrun.rundir.RunDir`."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
-        taken = [p for p in ("checkpoints/last.pt", "metrics.json") if (run_dir / p).exists()]
-        if not taken:
-            return
-        if config.trainer.resume is None:
-            raise PastHydra(ConfigError(
-                f"hydra.run.dir={run_dir} already holds a run ({taken[0]}); pass "
-                "trainer.resume=auto to continue it, or choose another directory"))
-        with read_write(config.hydra):
-            config.hydra.output_subdir = None  # Hydra then leaves .hydra/ alone
+        note_new_dirs(run_dir)
+        try:  # here rather than in Hydra, which would fail with a traceback
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PastHydra(ConfigError(cannot_create(run_dir, err))) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PastHydra(ConfigError(cannot_create(sweep_dir, err, "hydra.sweep.dir"))) from None
         if (sweep_dir / "summary.csv").exists():
             raise PastHydra(ConfigError(
                 f"hydra.sweep.dir={sweep_dir} already holds a sweep; choose another"))

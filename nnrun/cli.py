@@ -20,17 +20,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nnrun.errors import NnrunError, PastHydra
+from nnrun.errors import Interrupted, NnrunError, PastHydra
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
 def job(cfg: DictConfig) -> dict[str, Any] | None:
     """One Hydra job. In a sweep, a failing job is recorded as failed and the sweep goes on."""
     from nnrun.checkpoint import write_json
-    from nnrun.run import run
+    from nnrun.run import hydra_record, run
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -41,12 +41,17 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
             raise PastHydra(err) from None
     try:
         return run(cfg, run_dir)
+    except Interrupted as err:  # the sweep stops with its job
+        raise PastHydra(err) from None
     except Exception as err:
         if not isinstance(err, NnrunError):
             traceback.print_exc()
         print(f"nnrun: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr)
         metrics = run_dir / "metrics.json"
         if not metrics.exists():  # a failure before training: record it for the summary
+            (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+            for name, node in (hydra_record(cfg, run_dir) or {}).items():
+                OmegaConf.save(node, run_dir / ".hydra" / name)
             write_json({"status": "failed", "error": str(err)}, metrics)
         return None
 
@@ -82,11 +87,18 @@ def command() -> int:
             job()
         except PastHydra as carried:
             raise carried.error from None
+    except Interrupted as err:
+        print(f"nnrun: {err}", file=sys.stderr)
+        return err.exit_code
     except (NnrunError, HydraException, OmegaConfBaseException) as err:
         if full_error:
             raise
         print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
         return err.exit_code if isinstance(err, NnrunError) else 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
+        print("nnrun: stopped at once by a second signal; the last checkpoint written, if any, "
+              "is kept", file=sys.stderr)
+        return 130
     return 0
 
 

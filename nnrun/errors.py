@@ -25,6 +25,20 @@ class TrainingFailed(NnrunError):
     exit_code = 1
 
 
+class Interrupted(NnrunError):
+    """A signal stopped the run at a step boundary; last.pt and metrics.json record where. Exits
+    128 + the signal's number, as a shell does (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, step: int, run_dir: object) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name} at step {step}; saved {run_dir}/checkpoints/"
+                         f"last.pt. Continue with the same command plus "
+                         f"hydra.run.dir={run_dir} trainer.resume=auto")
+        self.exit_code = 128 + signum
+
+
 class SweepFailed(NnrunError):
     """One or more jobs of a sweep failed; the others ran."""
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun.cli import group_options
+from nnrun.rundir import source_commit
 
 # The packages whose versions shape the numbers, in the header's order.
 PACKAGES = ("nnrun", "torch", "torchvision", "torch_geometric", "hydra-core", "numpy", "scipy",
@@ -36,20 +37,7 @@ PACKAGES = ("nnrun", "torch", "torchvision", "torch_geometric", "hydra-core", "n
 def provenance() -> dict[str, str]:
     """What the runs are made of: the git commit of the checkout nnrun is imported from (and
     whether its tree held uncommitted changes), and the installed versions of `PACKAGES`."""
-    source = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True)
-
-    head = git("rev-parse", "HEAD")
-    if head.returncode != 0:
-        commit = "unknown: nnrun is not imported from a git checkout"
-    else:
-        changed = git("status", "--porcelain").stdout.splitlines()
-        commit = f"{head.stdout.strip()}, " + (
-            "clean tree" if not changed else
-            f"**uncommitted changes** in {len(changed)} file(s): "
-            + ", ".join(line[3:] for line in changed[:5]) + (" ..." if len(changed) > 5 else ""))
+    commit = source_commit() or "unknown: nnrun is not imported from a git checkout"
     versions = []
     for name in PACKAGES:
         try:

@@ -11,6 +11,10 @@ import math
 import os
 import random
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 from nnrun import checkpoint
 from nnrun.console import ProgressBar, print_config, print_summary
 from nnrun.data import Sizes
-from nnrun.errors import ConfigError, NnrunError, TrainingFailed
+from nnrun.errors import CheckpointError, ConfigError, Interrupted, NnrunError, TrainingFailed
 from nnrun.logger import TensorBoardLogger
 from nnrun.models import ClosedForm
+from nnrun.optim import Schedule
+from nnrun.rundir import RunDir, provenance
 from nnrun.trainer import Trainer, TrainerConfig, total_steps
 
 GROUPS = ("model", "data", "task", "optimizer", "schedule", "device", "trainer")
@@ -123,6 +129,13 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def checkpoint_path(given: str) -> Path:
+    """A checkpoint named on the command line: a file, or a run directory for its last.pt."""
+    path = Path(given).expanduser()
+    last = path / "checkpoints" / "last.pt"
+    return last if path.is_dir() and last.is_file() else path
+
+
 def resume_path(resume: str | None, run_dir: Path) -> Path | None:
     """`auto` = this run directory's last.pt if there is one; a path must exist."""
     if resume is None:
@@ -130,7 +143,7 @@ def resume_path(resume: str | None, run_dir: Path) -> Path | None:
     if resume == "auto":
         last = run_dir / "checkpoints" / "last.pt"
         return last if last.exists() else None
-    return Path(resume).expanduser()
+    return checkpoint_path(resume)
 
 
 def hparams(config: dict[str, Any]) -> dict[str, Any]:
@@ -169,13 +182,46 @@ def check_expected(targets: list[dict[str, Any]], metrics: dict[str, Any]) -> li
     return checks
 
 
+def _resumed(config: dict[str, Any], path: Path | None,
+             schedule: Schedule) -> tuple[dict | None, dict]:
+    """The checkpoint this run resumes (None for a new run), checked against this run's
+    config, and the keys the resume changes (key -> [old, new]). Any other change is refused:
+    a resume is exact, or it does not start."""
+    if path is None:
+        return None, {}
+    state = checkpoint.load(path)
+    changed, refused = checkpoint.changed_keys(state["config"], config)
+    if refused:
+        shown = ", ".join(refused[:6]) + (f" and {len(refused) - 6} more" if len(refused) > 6
+                                          else "")
+        raise CheckpointError(
+            f"trainer.resume: {path} was trained with other values of {shown}; resume with the "
+            "values it was trained with, or start a new run from its weights with "
+            f"trainer.init_from={path}")
+    length = [k for k in changed if k in ("trainer.epochs", "trainer.max_steps")]
+    if length and schedule.spans_run:
+        raise CheckpointError(
+            f"trainer.resume: {path}: its schedule ({config['schedule']['_target_']}) spans the "
+            f"run's planned length, which {' and '.join(length)} would change; resume with the "
+            f"old value, or start a new run from its weights with trainer.init_from={path}")
+    return state, changed
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured job in `run_dir`; return its status and final metrics.
 
     Raises:
-        NnrunError: on bad input (before anything is written) or a failed run (after
-            metrics.json records it).
+        NnrunError: on bad input (before anything is written: a refused start leaves no trace
+            in `run_dir`), a failed run (after metrics.json records it), or a signal
+            (`Interrupted`, after the checkpoint and metrics.json record where it stopped).
     """
+    resuming = OmegaConf.select(cfg, "trainer.resume") is not None
+    with RunDir(Path(run_dir), resuming) as held:
+        return _run(cfg, held)
+
+
+def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
+    run_dir = held.path
     validate(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     for target in config["expected"]:
@@ -184,6 +230,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                               f"{', '.join(sorted(TARGET_KEYS))} (and may have a note); "
                               f"got {target}")
     trainer_cfg: TrainerConfig = build(cfg.trainer)
+    path = resume_path(trainer_cfg.resume, run_dir)
     seed_everything(cfg.seed, trainer_cfg.deterministic)
     device = build(cfg.device)
     task = build(cfg.task)
@@ -194,38 +241,95 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     data = build(cfg.data).to(device)
     task.setup(data)
     model = build(cfg.model, **size_arguments(cfg.model, data.sizes)).to(device)
-    path = resume_path(trainer_cfg.resume, run_dir)
-    if isinstance(model, ClosedForm) and path is None:
+    init = checkpoint_path(trainer_cfg.init_from) if trainer_cfg.init_from else None
+    if init is not None and path is None:
+        weights = checkpoint.load(init, "trainer.init_from")
+        checkpoint.check_weights(weights, init, model, "trainer.init_from")
+        model.load_state_dict(weights["model"])
+    elif isinstance(model, ClosedForm) and path is None:
         model.fit(data.train)
     optimizer = build(cfg.optimizer, params=model.parameters())
     schedule = build(cfg.schedule, optimizer=optimizer,
                      total_steps=total_steps(trainer_cfg, model, len(data.train)))
+    state, changed = _resumed(config, path, schedule)
     trainer = Trainer(trainer_cfg, model, task, data, optimizer, schedule, run_dir, device,
                       seed=cfg.seed, config=config)
-    if path is not None:
-        state = checkpoint.load(path)
-        checkpoint.check_model(state, path, model, config["model"])
+    if state is not None:
+        checkpoint.check_weights(state, path, model, "trainer.resume")
         trainer.restore(state)
 
+    start = provenance(device, cfg.seed)
+    if state is not None:
+        start.update({"resumed_from": str(path), "step": trainer.step, "changed": changed})
+    elif init is not None:
+        start["init_from"] = str(init)
+    held.record(start, hydra_record(cfg, run_dir))  # from here on the run directory is this run's
+    if changed:
+        print(f"nnrun: resuming {path} at step {trainer.step} with "
+              + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()
+                          if k != "trainer.resume"))
     if trainer_cfg.progress:
         print_config(config)
-    logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step + 1 if path else None)
+    logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step + 1 if state else None)
     progress = ProgressBar(trainer_cfg.progress, trainer.total_steps, trainer.step,
                            trainer_cfg.epochs)
     try:
-        result = trainer.fit(logger, progress)
+        with stop_on_signals(trainer):
+            result = trainer.fit(logger, progress)
         best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
         metrics = {k: v for k, v in result.items() if isinstance(v, float) and "/" in k}
         logger.log_hparams(hparams(config), metrics)
     finally:  # what was logged reaches the event file, whatever stopped the run
         progress.close()
         logger.close()
-    if config["expected"]:
+    if config["expected"] and result["status"] != "interrupted":
         result["expected"] = check_expected(config["expected"], {**result, **best})
+    if trainer.stop_signal is not None:
+        result["signal"] = signal.Signals(trainer.stop_signal).name
     checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
     if trainer_cfg.progress:
         print_summary(result, best, run_dir)
     if result["status"] == "failed":
         raise TrainingFailed(f"{result['error']}; lower optimizer.lr or set "
                              "trainer.clip_grad_norm")
+    if result["status"] == "interrupted":
+        raise Interrupted(trainer.stop_signal, trainer.step, run_dir)
     return {**result, **best}
+
+
+def hydra_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Hydra's record of a run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), which
+    nnrun writes itself once a start has passed its checks (Hydra's own would be written before
+    them); None outside a Hydra job for `run_dir` (`run` called from Python)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.instance().cfg
+    if Path(hydra_cfg.hydra.runtime.output_dir) != run_dir:
+        return None
+    return {"config.yaml": cfg, "hydra.yaml": hydra_cfg,
+            "overrides.yaml": hydra_cfg.hydra.overrides.task}
+
+
+@contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGUSR1 (a cluster's warning before its time limit) ask the trainer
+    to stop at the next step boundary, where it saves a checkpoint; a second one stops at once.
+    Outside the main thread (where Python allows no handlers) signals keep their defaults."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if trainer.stop_signal is not None:
+            raise KeyboardInterrupt  # the second signal: stop now (cli prints one line)
+        trainer.stop_signal = signum
+
+    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    before = {s: signal.signal(s, handle) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -46,6 +46,7 @@ class TrainerConfig:
     bf16: bool = False
     compile: bool = False
     resume: str | None = None
+    init_from: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -61,6 +62,13 @@ class TrainerConfig:
                               "trainer.epochs=10")
         if self.mode not in ("min", "max"):
             raise ConfigError(f"trainer.mode={self.mode!r} must be min or max")
+        for key in ("clip_grad_norm", "clip_grad_value"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"trainer.{key}={value} must be > 0 (or null for no "
+                                  f"clipping), e.g. trainer.{key}=1.0")
+        if self.min_delta < 0:
+            raise ConfigError(f"trainer.min_delta={self.min_delta} must be >= 0")
 
 
 def total_steps(cfg: TrainerConfig, model: nn.Module, batches_per_epoch: int) -> int:
@@ -73,11 +81,11 @@ def total_steps(cfg: TrainerConfig, model: nn.Module, batches_per_epoch: int) ->
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
-class NonFiniteLoss(Exception):
-    """The training loss became NaN or infinite at `step`."""
+class NonFinite(Exception):
+    """`what` (the training loss, a metric, the weights) became NaN or infinite at `step`."""
 
-    def __init__(self, step: int) -> None:
-        super().__init__(f"the training loss became NaN or infinite at step {step}")
+    def __init__(self, what: str, step: int) -> None:
+        super().__init__(f"{what} became NaN or infinite at step {step}")
         self.step = step
 
 
@@ -106,11 +114,19 @@ class Trainer:
         self.best: float | None = None
         self.bad_evals = 0
         self.stopped_early = False  # early stopping ended the run
+        self.stop_signal: int | None = None  # set by a signal handler: stop at the next step
         self.metrics: dict[str, float] = {}
         self._eval_step = self._saved_step = -1
         self._written: tuple[int, Path] | None = None  # the step and file of the last save
         self._epoch_order = self.data_rng.get_state()  # data-order state this epoch started from
-        self._losses = torch.zeros(cfg.log_every, device=device)  # recent losses, not yet synced
+        # Recent training losses, until they are logged. On the CPU each is read as it comes
+        # (that waits for nothing: the CPU has computed it already), so a non-finite loss stops
+        # the run before its update; on an accelerator they stay on the device until the flush,
+        # one host sync per `log_every` steps. The buffer never needs more than an epoch: every
+        # epoch end flushes it.
+        self._read_each_loss = device.type == "cpu"
+        self._losses = torch.zeros(max(1, min(cfg.log_every, len(data.train))), device=device)
+        self._host_losses: list[float] = []
         self._n_losses = 0
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -127,19 +143,22 @@ class Trainer:
             while self.epoch < self.cfg.epochs and self.step < self.total_steps:
                 if self._train_epoch():
                     break
-            if self._eval_step != self.step:  # the run did not end on an evaluation
-                self._validate()
+            if self.stop_signal is None and self._eval_step != self.step:
+                self._validate()  # the run did not end on an evaluation
             if self._saved_step != self.step:
                 self._save("last.pt")
-        except NonFiniteLoss as err:
+        except NonFinite as err:
             kept = (f"kept the last good checkpoint, {self.ckpt_dir / 'last.pt'} (step "
                     f"{self._saved_step})" if (self.ckpt_dir / "last.pt").exists()
                     else "no checkpoint was written")
             error = f"{err}; {kept}"
-        status = "failed" if error else "stopped_early" if self.stopped_early else "completed"
+        status = ("failed" if error else "interrupted" if self.stop_signal is not None
+                  else "stopped_early" if self.stopped_early else "completed")
         result: dict[str, Any] = {"status": status, "epochs": self.epoch, "steps": self.step}
         if error:
             result["error"] = error
+        elif status == "interrupted":
+            result.update(self.metrics)
         else:
             result.update(self.metrics)
             result.update(self._test())
@@ -158,6 +177,15 @@ class Trainer:
         for batch in self.data.train.epoch(self.data_rng, skip=self.batch_in_epoch):
             with self._autocast():
                 loss = self.task.loss(self.forward_model, batch)
+            if self._read_each_loss:
+                value = loss.item()
+                if not math.isfinite(value):  # before its gradient reaches the weights
+                    self._flush_losses()
+                    raise NonFinite("the training loss", self.step + 1)
+                self._host_losses.append(value)
+            else:
+                self._losses[self._n_losses] = loss.detach()  # no host sync here
+            self._n_losses += 1
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad_norm is not None:
@@ -166,11 +194,9 @@ class Trainer:
                 nn.utils.clip_grad_value_(self.params, cfg.clip_grad_value)
             self.optimizer.step()
             self.schedule.after_step()
-            self._losses[self._n_losses] = loss.detach()  # no host sync here
-            self._n_losses += 1
             self.step += 1
             self.batch_in_epoch += 1
-            if self._n_losses == cfg.log_every:
+            if self._n_losses == cfg.log_every or self._n_losses == len(self._losses):
                 self._flush_losses()
             if self.task.views_every and self.step % self.task.views_every == 0:
                 self._log_views()  # e.g. generated text, while it trains
@@ -181,6 +207,10 @@ class Trainer:
                     return True
             if self.step >= self.total_steps:
                 break
+            if self.stop_signal is not None:  # a signal: save here, mid-epoch, and stop
+                self._flush_losses()
+                self._save("last.pt")
+                return True
         self._flush_losses()
         if self.batch_in_epoch < len(self.data.train):  # max_steps ended it mid-epoch
             return True
@@ -188,7 +218,8 @@ class Trainer:
         self.logger.log("time/epoch_s", time.perf_counter() - epoch_start, self.step)
         self.schedule.after_epoch()
         last = self.epoch == cfg.epochs or self.step >= self.total_steps
-        self.stopped_early = (self.epoch % cfg.eval_every == 0 or last) and self._validate()
+        due = (self.epoch % cfg.eval_every == 0 or last) and self._eval_step != self.step
+        self.stopped_early = self.stopped_early or (due and self._validate())
         if self.epoch % cfg.save_every == 0:
             self._save("last.pt")
         return self.stopped_early
@@ -217,12 +248,17 @@ class Trainer:
         """Sync the buffered losses once: log their mean, or stop on the first non-finite one."""
         if self._n_losses == 0:
             return
-        losses = self._losses[:self._n_losses].tolist()  # the one sync
+        if self._read_each_loss:
+            losses, self._host_losses = self._host_losses, []
+        else:
+            losses = self._losses[:self._n_losses].tolist()  # the one sync
         for i, value in enumerate(losses):
             if not math.isfinite(value):
-                raise NonFiniteLoss(self.step - self._n_losses + i + 1)
-        mean = sum(losses) / len(losses)
+                raise NonFinite("the training loss", self.step - self._n_losses + i + 1)
         self._n_losses = 0
+        if not losses:
+            return
+        mean = sum(losses) / len(losses)
         self.metrics["train/loss"] = mean
         self.logger.log("train/loss", mean, self.step)
         self.logger.log("lr", self.optimizer.param_groups[0]["lr"], self.step)
@@ -247,8 +283,10 @@ class Trainer:
         self.logger.log_dict(metrics, self.step)
         self.metrics.update(metrics)
         self._eval_step = self.step
-        self.schedule.after_eval(metrics)
         value = metrics[self.cfg.monitor]
+        if not math.isfinite(value):
+            raise NonFinite(self.cfg.monitor, self.step)
+        self.schedule.after_eval(metrics)
         sign = 1 if self.cfg.mode == "min" else -1
         if self.best is None or sign * (self.best - value) > self.cfg.min_delta:
             self.best, self.bad_evals = value, 0
@@ -273,16 +311,19 @@ class Trainer:
         if self._written is not None and self._written[0] == self.step:
             checkpoint.duplicate(self._written[1], path)
             return
-        self._written = (self.step, path)
         order = self._epoch_order if self.batch_in_epoch else self.data_rng.get_state()
-        checkpoint.save({
-            "format": checkpoint.FORMAT, "version": checkpoint.VERSION,
+        state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
-            "best": self.best, "bad_evals": self.bad_evals,
+            "best": self.best, "bad_evals": self.bad_evals, "metrics": dict(self.metrics),
             "rng": checkpoint.rng_state(order), "config": self.config,
-        }, path)
+        }
+        broken = checkpoint.non_finite(state)
+        if broken:  # never write a checkpoint that cannot be trained on from
+            raise NonFinite(f"the weights ({', '.join(broken[:3])})", self.step)
+        checkpoint.save(state, path)
+        self._written = (self.step, path)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue exactly where `state` (from `checkpoint.load`) left off."""
@@ -292,6 +333,7 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.batch_in_epoch, self.best = state["batch_in_epoch"], state["best"]
         self.bad_evals = state["bad_evals"]
-        self._saved_step = self.step
+        self.metrics = dict(state["metrics"])
+        self._saved_step = self._eval_step = self.step
         checkpoint.set_rng_state(state["rng"], self.data_rng)
         self._epoch_order = self.data_rng.get_state()

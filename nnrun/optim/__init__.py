@@ -20,11 +20,15 @@ class Schedule:
         scheduler: the torch scheduler.
         interval: "step", "epoch", or "eval" (then it steps on the metric named `monitor`).
         monitor: the metric a plateau schedule watches, e.g. "val/loss".
+        spans_run: its shape is fitted to the run's planned length in steps (cosine,
+            one-cycle), so a resume may not change that length.
     """
 
     def __init__(self, scheduler: lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau,
-                 interval: Literal["step", "epoch", "eval"], monitor: str | None = None) -> None:
+                 interval: Literal["step", "epoch", "eval"], monitor: str | None = None,
+                 spans_run: bool = False) -> None:
         self.scheduler, self.interval, self.monitor = scheduler, interval, monitor
+        self.spans_run = spans_run
 
     def after_step(self) -> None:
         if self.interval == "step":

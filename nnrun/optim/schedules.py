@@ -32,7 +32,8 @@ def exponential(optimizer: Optimizer, total_steps: int,
 def cosine(optimizer: Optimizer, total_steps: int,
            eta_min: float = 0.0) -> Schedule:
     """Cosine annealing from optimizer.lr to `eta_min` over the run's optimizer steps."""
-    return Schedule(lr_scheduler.CosineAnnealingLR(optimizer, max(total_steps, 1), eta_min), "step")
+    scheduler = lr_scheduler.CosineAnnealingLR(optimizer, max(total_steps, 1), eta_min)
+    return Schedule(scheduler, "step", spans_run=True)
 
 
 def plateau(optimizer: Optimizer, total_steps: int, monitor: str = "val/loss",
@@ -48,7 +49,7 @@ def onecycle(optimizer: Optimizer, total_steps: int, max_lr: float = 0.01,
     """The one-cycle policy (warm up to `max_lr`, then anneal) over the run's optimizer steps."""
     scheduler = lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1),
                                         pct_start=pct_start)
-    return Schedule(scheduler, "step")
+    return Schedule(scheduler, "step", spans_run=True)
 
 
 def _decay_steps(epochs: int) -> int:
