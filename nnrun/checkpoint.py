@@ -255,7 +255,8 @@ def _diff(a: Any, b: Any, prefix: str) -> list[str]:
     """Dotted keys where two nested dicts differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
-        return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)]
+        return [d for k in keys
+                for d in _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))]
     return [] if a == b else [prefix]
 
 

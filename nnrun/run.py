@@ -24,6 +24,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from nnrun import checkpoint
 from nnrun.console import ProgressBar, print_config, print_summary
@@ -95,7 +96,7 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         cause = err.__cause__
         if isinstance(cause, NnrunError):
             raise cause from None
-        raise ConfigError(f"{node._target_}: {cause or err}") from None
+        raise ConfigError(f"{node._target_}: {cause or err}") from cause
 
 
 def size_arguments(node: DictConfig, sizes: Sizes) -> dict[str, Any]:
@@ -111,12 +112,84 @@ def size_arguments(node: DictConfig, sizes: Sizes) -> dict[str, Any]:
         if value is None:
             if params[name].default is inspect.Parameter.empty:
                 given = ", ".join(k for k, v in offered.items() if v is not None)
-                raise ConfigError(f"{node._target_} needs the data's {name}, which this data "
-                                  f"option does not give (it gives {given}); choose a model "
-                                  "and data that fit together")
+                raise ConfigError(f"needs the data's {name}, which this data does not give "
+                                  f"(it gives {given or 'no sizes'})")
             continue
         arguments[name] = value
     return arguments
+
+
+def choice(cfg: DictConfig, group: str) -> str:
+    """The option of `group` this run uses, as the user names it (`lstm`), or its class."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        name = choices.get(group) or choices.get(f"{group}@_global_.{group}")
+        if name:
+            return name
+    return str(cfg[group]._target_).rsplit(".", 1)[-1]
+
+
+def misfit(cfg: DictConfig, err: Exception) -> ConfigError:
+    """A model that cannot read the chosen data, in words: what the model reads (its `reads`)
+    and, in brackets, what failed."""
+    reads = getattr(get_object(cfg.model._target_), "reads", None)
+    what = f"it reads {reads}" if reads else "check that the model's inputs fit the data's"
+    detail = (str(err).strip().splitlines() or [""])[0][:160]
+    if not isinstance(err, NnrunError):
+        detail = f"{type(err).__name__}: {detail}"
+    return ConfigError(f"model={choice(cfg, 'model')} cannot train on data="
+                       f"{choice(cfg, 'data')} with task={choice(cfg, 'task')}: {what} "
+                       f"({detail})")
+
+
+def probe(cfg: DictConfig, model: nn.Module, task: Any, data: Any, device: torch.device) -> None:
+    """The loss of one training batch (one evaluation batch for a model with nothing to train),
+    before anything is written, so that a model, data and task that do not fit together are
+    refused in one line. Nothing is learned and no random state is consumed: the run that
+    follows is the same as without it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    trainable = any(p.requires_grad for p in model.parameters())
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.no_grad():
+            model.eval()
+            if trainable:
+                train = next(iter(data.train.epoch(torch.Generator().manual_seed(0))), None)
+                if train is not None:
+                    task.loss(model, train)
+            else:  # evaluation may be slow (a translation's greedy decoding): only if needed
+                val = next(iter(data.val.epoch()), None)
+                if val is not None:
+                    task.eval_stats(model, val)
+    except NnrunError:
+        raise
+    except Exception as err:
+        raise misfit(cfg, err) from None
+    finally:
+        model.train(was_training)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def assemble(cfg: DictConfig, task: Any, data: Any, device: torch.device) -> nn.Module:
+    """The configured model for `data` on `device`, with the task set up for that data; a model,
+    data and task that do not fit together are refused in one line (`probe`)."""
+    task.setup(data)
+    try:
+        sizes = size_arguments(cfg.model, data.sizes)
+    except ConfigError as err:
+        raise misfit(cfg, err) from None
+    try:
+        model = build(cfg.model, **sizes).to(device)
+    except ConfigError as err:
+        if err.__cause__ is None:  # the model's own message, or a size the data lacks
+            raise
+        raise misfit(cfg, err.__cause__) from None
+    probe(cfg, model, task, data, device)
+    return model
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -239,8 +312,7 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
         raise ConfigError(f"trainer.monitor={trainer_cfg.monitor} is not a metric of this task; "
                           f"use one of {', '.join(metric_names)}")
     data = build(cfg.data).to(device)
-    task.setup(data)
-    model = build(cfg.model, **size_arguments(cfg.model, data.sizes)).to(device)
+    model = assemble(cfg, task, data, device)
     init = checkpoint_path(trainer_cfg.init_from) if trainer_cfg.init_from else None
     if init is not None and path is None:
         weights = checkpoint.load(init, "trainer.init_from")

@@ -50,8 +50,8 @@ def test_a_model_gets_only_the_sizes_its_constructor_takes():
     assert size_arguments(make_config("model=char_lstm").model, sizes) == {"vocab_size": 40}
     assert size_arguments(make_config("model=transformer").model, sizes) == {
         "vocab_size": 40, "out_features": 5, "seq_len": 12}
-    with pytest.raises(ConfigError, match="needs the data's vocab_size, which this data option "
-                                          "does not give"):
+    with pytest.raises(ConfigError, match="needs the data's vocab_size, which this data does "
+                                          "not give"):
         size_arguments(make_config("model=char_lstm").model, Sizes((12,), 5))
     # a size the model's YAML sets itself is not overridden by the data's
     assert size_arguments(make_config("model=mlp", "+model.out_features=2").model,

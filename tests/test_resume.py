@@ -137,7 +137,8 @@ def test_a_resume_may_extend_the_run_and_the_change_is_recorded(trained, tmp_pat
     result = nnrun(*TINY_SINE, "trainer.epochs=3", "trainer.patience=4", "trainer.log_every=2",
                    f"hydra.run.dir={run_dir}", "trainer.resume=auto", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "trainer.epochs 2 -> 3" in result.stdout and "trainer.patience None -> 4" in result.stdout
+    assert "trainer.epochs 2 -> 3" in result.stdout
+    assert "trainer.patience None -> 4" in result.stdout
     starts = json.loads((run_dir / "run.json").read_text())["starts"]
     assert len(starts) == 2 and starts[1]["step"] == 10
     assert starts[1]["changed"]["trainer.epochs"] == [2, 3]
@@ -205,7 +206,8 @@ def test_a_signal_saves_the_step_and_the_resume_is_exact(signum, straight, tmp_p
     line = err.strip()
     assert "\n" not in line and "Traceback" not in line, err
     name = signal.Signals(signum).name
-    assert line.startswith(f"nnrun: interrupted by {name} at step ") and "trainer.resume=auto" in line
+    assert line.startswith(f"nnrun: interrupted by {name} at step ")
+    assert "trainer.resume=auto" in line
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "interrupted" and metrics["signal"] == name
     saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)

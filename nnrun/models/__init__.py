@@ -5,6 +5,11 @@ A model takes its hyperparameters as keyword arguments from its YAML and, by nam
 the data's sizes (`nnrun.data.Sizes`: `in_shape`, `out_features`, `vocab_size`, `seq_len`) its
 constructor asks for; nothing else reaches it. This module holds the one interface the runner
 knows besides `nn.Module`: `ClosedForm`, for models fitted from their data in one call.
+
+A model that reads only one kind of data says so in a class attribute `reads` ("graph data: use
+data=cora"): when one forward pass on the chosen data fails before a run starts, the refusal
+quotes it, so the user learns what fits. A graph model also sets `reads_graph = True`, and is
+then given the graph's edges besides the node features.
 """
 
 from __future__ import annotations

@@ -64,12 +64,14 @@ class ConvAutoencoder(nn.Module):
         hidden_dim, channels, kernel_size: as `ConvEncoder`.
     """
 
+    reads = "images and rebuilds them: use data=mnist task=reconstruction"
+
     def __init__(self, in_shape: Sequence[int], hidden_dim: int = 28,
                  channels: Sequence[int] = (14, 7), kernel_size: int = 5) -> None:
         super().__init__()
         if len(in_shape) != 3:
             raise ConfigError(f"model=conv_autoencoder needs (C, H, W) images; the data gives "
-                              f"{in_shape}")
+                              f"{in_shape}; use data=mnist task=reconstruction")
         if not channels or hidden_dim < 1:
             raise ConfigError("model.channels needs at least one convolution and "
                               "model.hidden_dim must be >= 1, e.g. channels=[14,7] hidden_dim=28")

@@ -37,6 +37,8 @@ class CharRNN(nn.Module):
             so they are repeatable. False (the default): every window starts from zeros.
     """
 
+    reads = "character windows: use data=tinyshakespeare or dlfs_text"
+
     def __init__(self, vocab_size: int, layers: Sequence[Mapping[str, Any]] = (
                  {"cell": "lstm", "hidden_size": 256, "output_size": None},),
                  stateful: bool = False) -> None:

@@ -13,6 +13,8 @@ from nnrun.errors import ConfigError
 class CNN(nn.Module):
     """Conv blocks (conv, ReLU, 2x2 max-pool), then a hidden linear layer and the output layer."""
 
+    reads = "images (batch, channels, height, width): use data=mnist"
+
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  channels: Sequence[int] = (16, 32), kernel_size: int = 3,
                  hidden_size: int = 128, dropout: float = 0.0) -> None:
@@ -45,6 +47,8 @@ class ExampleCNN(nn.Module):
         hidden_size: width of the hidden linear layer.
         conv_dropout: dropout after the pool; dropout: dropout after the hidden layer.
     """
+
+    reads = "images (batch, channels, height, width): use data=mnist"
 
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  channels: Sequence[int] = (32, 64), hidden_size: int = 128,
@@ -84,6 +88,8 @@ class SimpleConvNet(nn.Module):
             (L119): its SGD.step, zero_grad and loss backward touch only layers whose type name
             is 'Linear' (L97, L101), so the convs keep their random weights.
     """
+
+    reads = "images (batch, channels, height, width): use data=mnist"
 
     INITS = ("kaiming", "torch")
 

@@ -96,6 +96,8 @@ class ConvDenseNet(nn.Module):
             as the book's NumPy im2col computes it, without a transpose (`_BookConvGrad`).
     """
 
+    reads = "images (batch, channels, height, width): use data=mnist"
+
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  channels: Sequence[int] = (16, 8), kernel_size: int = 5, conv_bias: bool = True,
                  hidden_sizes: Sequence[int] = (32,), activation: str = "Tanh",
@@ -103,7 +105,8 @@ class ConvDenseNet(nn.Module):
                  conv_init: str = "torch", init: str = "torch", conv_grad: str = "torch") -> None:
         super().__init__()
         if len(in_shape) != 3:
-            raise ConfigError(f"model=conv_dense needs (C, H, W) images; the data gives {in_shape}")
+            raise ConfigError(f"model=conv_dense needs (C, H, W) images; the data gives "
+                              f"{in_shape}; use data=mnist")
         c, h, w = in_shape
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels], channels):

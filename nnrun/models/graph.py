@@ -19,6 +19,9 @@ class GCN(nn.Module):
             and the KFU textbook do).
     """
 
+    reads = "graph data: use data=cora"
+    reads_graph = True  # NodeClassification passes it the edges
+
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  hidden_sizes: Sequence[int] = (16,), dropout: float = 0.5,
                  input_dropout: bool = True) -> None:
@@ -50,6 +53,9 @@ class DenseGCN(nn.Module):
         sigmoid_output: apply the sigmoid after the last layer too, as the book does; off, the
             last layer returns logits for the classification loss.
     """
+
+    reads = "graph data: use data=cora"
+    reads_graph = True
 
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  hidden_sizes: Sequence[int] = (16,), sigmoid_output: bool = False) -> None:

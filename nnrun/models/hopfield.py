@@ -50,6 +50,8 @@ class HopfieldNetwork(ClosedForm):
         max_sweeps: the most passes over the neurons a recall takes.
     """
 
+    reads = "patterns of +1 and -1: use data=binary_patterns"
+
     def __init__(self, in_shape: Sequence[int], update: str = "async",
                  max_sweeps: int = 50) -> None:
         super().__init__()
@@ -71,8 +73,9 @@ class HopfieldNetwork(ClosedForm):
         """Replace the memory with `patterns` (M, N) by the Hebbian outer-product rule."""
         p = patterns.to(self.weight)
         if p.dim() != 2 or p.shape[1] != len(self.weight) or not bool((p.abs() == 1).all()):
-            raise ConfigError(f"a Hopfield network of {len(self.weight)} neurons stores (M, "
-                              f"{len(self.weight)}) patterns of ±1; got shape {tuple(p.shape)}")
+            raise ConfigError(f"model=hopfield: a network of {len(self.weight)} neurons stores (M, "
+                              f"{len(self.weight)}) patterns of ±1; got shape {tuple(p.shape)}; "
+                              "use data=binary_patterns")
         w = p.T @ p / len(self.weight)
         w.fill_diagonal_(0)
         self.weight.copy_(w)

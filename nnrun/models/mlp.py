@@ -38,6 +38,8 @@ class MLP(nn.Module):
             draws, every layer reseeded with it (`init_`).
     """
 
+    reads = "feature vectors, or windows and images flattened: use data=boston, sine or mnist"
+
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  hidden_sizes: Sequence[int] = (128,), activation: str = "ReLU",
                  dropout: float = 0.0, output_activation: str | None = None,
@@ -97,6 +99,8 @@ class LinearRegression(nn.Module):
             L173-184); `tests/models/test_mlp.py` checks it against finite differences.
     """
 
+    reads = "feature vectors, or windows and images flattened: use data=boston, sine or mnist"
+
     GRADIENTS = ("autograd", "analytic")
 
     def __init__(self, in_shape: Sequence[int], out_features: int, bias: bool = False,
@@ -126,6 +130,8 @@ class LeastSquares(ClosedForm):
         in_shape, out_features: from the data.
     """
 
+    reads = "real-valued features and targets: use data=boston, toy_linreg or random_regression"
+
     def __init__(self, in_shape: Sequence[int], out_features: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(out_features, math.prod(in_shape)),
@@ -137,6 +143,8 @@ class LeastSquares(ClosedForm):
         """Solve for the weights from every (x, y) batch of `train`."""
         # on the CPU in float64 whatever the device: lstsq's CUDA driver assumes full rank
         batches = list(train.epoch())  # one pass: a DataLoader split is read once
+        if len(batches[0]) != 2 or not batches[0][1].is_floating_point():
+            raise ConfigError(f"model=least_squares reads {self.reads}")
         x = torch.cat([batch[0].flatten(1) for batch in batches]).cpu().double()  # (N, F)
         y = torch.cat([batch[1] for batch in batches]).cpu().double()            # (N, out)
         design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)         # (N, F + 1)

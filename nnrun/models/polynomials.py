@@ -42,6 +42,8 @@ class Polynomial(nn.Module):
         init: the coefficients a, b, c, ... in order of power; null draws them from N(0, 1).
     """
 
+    reads = "one number per sample: use data=trig"
+
     def __init__(self, in_shape: Sequence[int], out_features: int, degree: int = 3,
                  init: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -80,6 +82,8 @@ class Legendre3(nn.Module):
             (0, -1, 0, 0.3), "not too far from the correct result to ensure convergence".
     """
 
+    reads = "one number per sample: use data=trig"
+
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  init: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -102,11 +106,14 @@ class PolynomialRegression(nn.Module):
         degree: the highest power.
     """
 
+    reads = "feature vectors: use data=boston, toy_linreg or random_regression"
+
     def __init__(self, in_shape: Sequence[int], out_features: int, degree: int = 3) -> None:
         super().__init__()
         if len(in_shape) != 1 or degree < 1:
             raise ConfigError(f"model=poly_linear needs samples of shape (F,) and degree >= 1; "
-                              f"got in_shape={tuple(in_shape)}, model.degree={degree}")
+                              f"got in_shape={tuple(in_shape)}, model.degree={degree}; use "
+                              "data=boston, toy_linreg or random_regression")
         self.register_buffer("powers", torch.arange(1, degree + 1), persistent=False)
         self.linear = nn.Linear(in_shape[0] * degree, out_features)
 
@@ -132,6 +139,8 @@ class DynamicPolynomial(nn.Module):
         base_order: the powers 0..base_order have a coefficient each.
         max_order: the highest order a forward pass can draw.
     """
+
+    reads = "one number per sample: use data=trig"
 
     def __init__(self, in_shape: Sequence[int], out_features: int, base_order: int = 3,
                  max_order: int = 5) -> None:

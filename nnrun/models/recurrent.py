@@ -23,6 +23,9 @@ from nnrun.models.layers import make_activation
 class _Recurrent(nn.Module):
     """A recurrent layer stack over a window, read out from the last time step by a linear head."""
 
+    reads = ("sequences (batch, time, features), or images row by row: use data=sine, airline,"
+             " shampoo or mnist")
+
     cell: type[nn.RNNBase]
 
     def __init__(self, in_shape: Sequence[int], out_features: int, hidden_size: int = 32,
@@ -33,6 +36,8 @@ class _Recurrent(nn.Module):
         self.head = nn.Linear(hidden_size, out_features)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4:                # images (B, C, H, W), read row by row: (B, C * H, W)
+            x = x.flatten(1, 2)
         out, _ = self.rnn(x)            # (B, T, H)
         return self.head(out[:, -1])    # (B, out_features)
 
@@ -72,6 +77,8 @@ class StateSpaceNet(nn.Module):
         activation: σ, a torch.nn class name.
     """
 
+    reads = "sequences (batch, time, features): use data=sine, airline or shampoo"
+
     def __init__(self, in_shape: Sequence[int], out_features: int, hidden_size: int = 16,
                  order: int = 2, activation: str = "Tanh") -> None:
         super().__init__()
@@ -107,6 +114,8 @@ class ElmanNet(nn.Module):
         output_activation: ψ; `Identity` for a linear output layer.
     """
 
+    reads = "sequences (batch, time, features): use data=sine, airline or shampoo"
+
     def __init__(self, in_shape: Sequence[int], out_features: int, hidden_size: int = 16,
                  activation: str = "Tanh", output_activation: str = "Identity") -> None:
         super().__init__()
@@ -139,6 +148,8 @@ class RecurrentMLP(nn.Module):
         activation: φ, a torch.nn class name.
         output_activation: ψ; `Identity` for a linear output layer.
     """
+
+    reads = "sequences (batch, time, features): use data=sine, airline or shampoo"
 
     def __init__(self, in_shape: Sequence[int], out_features: int,
                  hidden_sizes: Sequence[int] = (16, 16), activation: str = "Tanh",

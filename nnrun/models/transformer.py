@@ -215,6 +215,8 @@ class Transformer(nn.Module):
             layers, L2374, L2591) and upstream's (8 heads, 2048, 0.1).
     """
 
+    reads = "sentence pairs: use data=tatoeba or opus_books"
+
     def __init__(self, vocab_size: int, out_features: int, seq_len: int, d_model: int = 512,
                  layers: int = 6, heads: int = 8, d_ff: int = 2048, dropout: float = 0.1) -> None:
         super().__init__()

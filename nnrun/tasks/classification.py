@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nnrun.data import Batch
+from nnrun.data import Batch, Data
+from nnrun.errors import ConfigError
 from nnrun.tasks import Task, check_reduction
 
 
@@ -23,6 +24,18 @@ class Classification(Task):
 
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = check_reduction(reduction)
+
+    def setup(self, data: Data) -> None:
+        """Refuse data whose targets are not class labels (a regression series, say)."""
+        batch = next(iter(data.val.epoch()), None)
+        if batch is not None and self.targets(batch).is_floating_point():
+            raise ConfigError("task=classification needs class labels (one whole number per "
+                              "sample); this data gives real-valued targets: use "
+                              "task=regression, or data=mnist")
+
+    def targets(self, batch: Batch) -> Tensor:
+        """A batch's class labels."""
+        return batch[1]
 
     def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         """(N, classes) logits and (N,) class indices."""
@@ -51,4 +64,9 @@ class NodeClassification(Classification):
 
     def logits_and_targets(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         x, edge_index, y, mask = batch
-        return model(x, edge_index)[mask], y[mask]
+        if getattr(model, "reads_graph", False):
+            return model(x, edge_index)[mask], y[mask]
+        return model(x)[mask], y[mask]  # a baseline that sees each node's features alone
+
+    def targets(self, batch: Batch) -> Tensor:
+        return batch[2]
