@@ -13,6 +13,7 @@ import random
 import re
 import signal
 import threading
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -46,10 +47,21 @@ def select_device(name: str = "auto") -> torch.device:
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda: no CUDA device is available here; use device=cpu or "
-                          "device=auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device.name={name} is not a device; use auto, cpu, cuda or cuda:N, "
+                          "mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            key = "device" if name == "cuda" else "device.name"
+            raise ConfigError(f"{key}={name}: no CUDA device is available here; use device=cpu "
+                              "or device=auto")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device.name={name}: this machine has {count} CUDA device(s), "
+                              f"cuda:0 to cuda:{count - 1}; choose one of them")
+    return device
 
 
 def _numeric(param: inspect.Parameter) -> bool:
@@ -64,13 +76,18 @@ def _numeric(param: inspect.Parameter) -> bool:
 def validate(cfg: DictConfig) -> None:
     """Check values against their constructors' signatures and the rules a run depends on
     (TrainerConfig checks its own values when it is built)."""
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed} must be a whole number from 0 to 2**32 - 1, e.g. seed=1")
     for group in GROUPS:
         node = cfg[group]
         try:
-            params = inspect.signature(get_object(node._target_)).parameters
+            target = get_object(node._target_)
+            params = inspect.signature(target).parameters
         except Exception as err:
             raise ConfigError(f"{group}._target_={node._target_!r} cannot be imported ({err}); "
                               "check the spelling of the class path") from None
+        hints = _type_hints(target)
         for key, value in node.items():
             if key.startswith("_"):
                 continue
@@ -80,12 +97,45 @@ def validate(cfg: DictConfig) -> None:
             if key in params and _numeric(params[key]) and isinstance(value, str):
                 raise ConfigError(f"{group}.{key}={value!r} is not a number; pass e.g. "
                                   f"{group}.{key}={params[key].default}")
-    rules = [("optimizer.lr", lambda v: v > 0, "must be > 0, e.g. optimizer.lr=0.001"),
-             ("data.batch_size", lambda v: v > 0, "must be > 0, e.g. data.batch_size=32")]
-    for key, ok, fix in rules:
+            if isinstance(value, float) and key in hints and _whole(hints[key]):
+                example = params[key].default if key in params else 1
+                raise ConfigError(f"{group}.{key}={value} must be a whole number, e.g. "
+                                  f"{group}.{key}={example}")
+    for key, ok, fix in RULES:
         value = OmegaConf.select(cfg, key)
         if value is not None and not ok(value):
             raise ConfigError(f"{key}={value} {fix}")
+
+
+# Values whose constructors would accept them and fail later, mid-run, or quietly train on
+# nonsense (a negative floor for the learning rate).
+RULES = [("optimizer.lr", lambda v: v > 0, "must be > 0, e.g. optimizer.lr=0.001"),
+         ("data.batch_size", lambda v: v > 0, "must be > 0, e.g. data.batch_size=32"),
+         ("data.window", lambda v: v > 0, "must be > 0, e.g. data.window=20"),
+         ("data.period", lambda v: v > 0, "must be > 0 (points per cycle), e.g. data.period=50"),
+         ("data.n_points", lambda v: v > 0, "must be > 0, e.g. data.n_points=1000"),
+         ("schedule.step_size", lambda v: v > 0, "must be > 0 (epochs), e.g. "
+          "schedule.step_size=10"),
+         ("schedule.gamma", lambda v: v > 0, "must be > 0, e.g. schedule.gamma=0.1"),
+         ("schedule.eta_min", lambda v: v >= 0, "must be >= 0 (the lowest rate), e.g. "
+          "schedule.eta_min=0"),
+         ("schedule.final_lr", lambda v: v > 0, "must be > 0, e.g. schedule.final_lr=0.001")]
+
+
+def _type_hints(target: Any) -> dict[str, Any]:
+    """The annotations of a constructor's parameters, resolved; {} where they cannot be."""
+    for obj in ((target.__init__, target) if inspect.isclass(target) else (target,)):
+        try:
+            return typing.get_type_hints(obj)
+        except Exception:  # an annotation naming something not importable at run time
+            continue
+    return {}
+
+
+def _whole(hint: Any) -> bool:
+    """An annotation of a whole number: int, or int | None."""
+    options = set(typing.get_args(hint)) - {type(None)} if typing.get_args(hint) else {hint}
+    return options == {int}
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

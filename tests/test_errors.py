@@ -8,8 +8,11 @@ import math
 import os
 import pathlib
 import re
+import shutil
 import socket
+import struct
 import time
+import zipfile
 from importlib.resources import files
 from pathlib import Path
 
@@ -87,6 +90,24 @@ BAD_VALUES = {  # override: what the one line must hold (the key, then the fix)
     "optimizer.lr=abc": ["optimizer.lr='abc'", "not a number", "pass e.g. optimizer.lr="],
     "trainer.epochs=ten": ["trainer.epochs='ten'", "not a number", "pass e.g. trainer.epochs="],
     "device=cuda": ["device=cuda", "no CUDA device", "use device=cpu"],
+    "device.name=cuda:99": ["device.name=cuda:99", "CUDA device"],
+    "device.name=gpu0": ["device.name=gpu0", "is not a device", "use auto, cpu, cuda"],
+    "seed=-1": ["seed=-1", "whole number from 0", "e.g. seed="],
+    "seed=1.5": ["seed=1.5", "whole number from 0", "e.g. seed="],
+    "data.batch_size=1.5": ["data.batch_size=1.5", "must be a whole number",
+                            "e.g. data.batch_size="],
+    "trainer.epochs=1.5": ["trainer.epochs=1.5", "must be a whole number", "e.g. trainer.epochs="],
+    "data.window=0": ["data.window=0", "must be > 0", "e.g. data.window="],
+    "data.period=0": ["data.period=0", "must be > 0", "e.g. data.period="],
+    "schedule=step schedule.step_size=0": ["schedule.step_size=0", "must be > 0",
+                                           "e.g. schedule.step_size="],
+    "schedule=cosine schedule.eta_min=-1": ["schedule.eta_min=-1", "must be >= 0",
+                                            "e.g. schedule.eta_min="],
+    "trainer.clip_grad_norm=-1": ["trainer.clip_grad_norm=-1", "must be > 0",
+                                  "e.g. trainer.clip_grad_norm="],
+    "trainer.max_steps=0": ["trainer.max_steps=0", "must be positive"],
+    "trainer.monitor=val/nope": ["trainer.monitor=val/nope", "use one of val/loss"],
+    "task=classification": ["task=classification needs class labels", "use task=regression"],
 }
 
 
@@ -95,8 +116,9 @@ def test_bad_value(override, unchanged, tmp_path):
     if override == "device=cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     run_dir = tmp_path / "run"
-    result = nnrun(*with_overrides(override), f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = nnrun(*with_overrides(*override.split()), f"hydra.run.dir={run_dir}", cwd=tmp_path)
     message = refused(result, *BAD_VALUES[override])
+    assert result.returncode == 2
     if override.startswith("experiment="):  # nested options, which Hydra itself does not list
         group = files("nnrun.conf") / "experiment"
         options = [str(p.relative_to(group).with_suffix("")) for p in Path(group).glob("**/*.yaml")]
@@ -139,7 +161,51 @@ def crafted_checkpoint(path: Path, marker: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "list", "hidden_size", "model", "code"])
+def flip_a_byte_inside_a_tensor(path: Path) -> None:
+    """Change one byte in the middle of the largest tensor stored in a checkpoint's zip."""
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename),
+                   key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:
+                                                   info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("rng", {}, ["is damaged", "rng does not hold"]),
+    ("optimizer", {}, ["is damaged", "optimizer is not an optimizer state"]),
+    ("epoch", "3", ["is damaged", "epoch is '3', not a whole number"]),
+])
+def test_a_checkpoint_with_a_wrong_field_is_refused_in_one_line(field, value, words, unchanged,
+                                                                  tmp_path):
+    state = torch.load(unchanged["lstm"] / "checkpoints" / "last.pt", weights_only=True)
+    state[field] = value
+    path = tmp_path / "last.pt"
+    torch.save(state, path)
+    run_dir = tmp_path / "run"
+    result = nnrun(*TINY_SINE, f"trainer.resume={path}", f"hydra.run.dir={run_dir}",
+                   cwd=tmp_path)
+    refused(result, "trainer.resume", str(path), *words)
+    assert not run_dir.exists()
+
+
+def test_a_bit_flipped_checkpoint_is_refused_by_its_hash(unchanged, tmp_path):
+    path = tmp_path / "last.pt"
+    shutil.copy(unchanged["lstm"] / "checkpoints" / "last.pt", path)
+    flip_a_byte_inside_a_tensor(path)
+    torch.load(path, weights_only=True)  # still a well-formed file: only its numbers changed
+    run_dir = tmp_path / "run"
+    result = nnrun(*TINY_SINE, f"trainer.resume={path}", "trainer.epochs=3",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    refused(result, "trainer.resume", str(path), "is corrupted", "sha256")
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "list", "hidden_size", "model", "code",
+                                  "directory"])
 def test_bad_resume(case, unchanged, tmp_path):
     earlier = unchanged
     overrides: list[str] = []
@@ -150,6 +216,9 @@ def test_bad_resume(case, unchanged, tmp_path):
     elif case == "text":
         path, words = tmp_path / "notes.pt", ["is not a checkpoint", fix]
         path.write_text("not a checkpoint\n")
+    elif case == "directory":
+        path, words = tmp_path / "folder", ["is a directory", fix]
+        path.mkdir()
     elif case == "list":
         path, words = tmp_path / "list.pt", ["not an nnrun checkpoint", fix]
         torch.save([1, 2, 3], path)
@@ -179,6 +248,21 @@ def test_bad_resume(case, unchanged, tmp_path):
 
 # ---- a run that diverges ----------------------------------------------------------------------
 
+def strict_json(path: Path) -> dict:
+    """metrics.json read as strict JSON: a bare NaN or Infinity fails."""
+    def reject(token: str) -> None:
+        raise AssertionError(f"{path} holds a bare {token}")
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def all_finite(path: Path) -> bool:
+    state = torch.load(path, weights_only=True)
+    tensors = list(state["model"].values()) + [
+        t for slots in state["optimizer"]["state"].values() for t in slots.values()
+        if isinstance(t, torch.Tensor)]
+    return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(unchanged, tmp_path):
     # a sane first epoch (lr 0.05), then the rate grows 1e10-fold and the loss overflows
     run_dir = tmp_path / "run"
@@ -187,16 +271,47 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(unchanged, tmp_pat
                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
     message = refused(result, "NaN or infinite", "kept the last good checkpoint",
                       str(run_dir / "checkpoints" / "last.pt"), "lower optimizer.lr")
+    assert result.returncode == 1
     step = int(re.search(r"at step (\d+);", message)[1])
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = strict_json(run_dir / "metrics.json")
     assert metrics["status"] == "failed"
     assert f"step {step}" in metrics["error"]
     assert metrics["epochs"] >= 1  # diverged after a good epoch, so a good last.pt exists
+    # it stopped at that step: the step before it is the last one taken
+    assert metrics["steps"] == step - 1 or "val/loss" in message
     for name in ("last.pt", "best.pt"):
         state = torch.load(run_dir / "checkpoints" / name, weights_only=True)
         assert state["step"] < step
-        assert all(torch.isfinite(t).all() for t in state["model"].values())
+        assert all_finite(run_dir / "checkpoints" / name)
         assert math.isfinite(state["best"])
+
+
+# the issue's blow-up: a finite loss whose update leaves the weights non-finite
+BLOW_UP = ["optimizer=sgd", "optimizer.lr=3e38", "data.batch_size=1000", "task.reduction=sum"]
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_a_blow_up_fails_even_at_the_final_step_and_no_checkpoint_is_non_finite(epochs, tmp_path):
+    run_dir = tmp_path / "run"
+    result = nnrun(*with_overrides(*BLOW_UP, f"trainer.epochs={epochs}"),
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    refused(result, "became NaN or infinite at step")
+    assert result.returncode == 1
+    metrics = strict_json(run_dir / "metrics.json")
+    assert metrics["status"] == "failed"
+    for name in ("last.pt", "best.pt"):
+        if (run_dir / "checkpoints" / name).exists():
+            assert all_finite(run_dir / "checkpoints" / name), name
+
+
+def test_metrics_json_writes_null_for_a_non_finite_value_and_says_why(tmp_path):
+    from nnrun.checkpoint import write_json
+
+    write_json({"val/loss": float("nan"), "val/acc": 0.5, "best": float("inf")},
+               tmp_path / "m.json")
+    metrics = strict_json(tmp_path / "m.json")
+    assert metrics["val/loss"] is None and metrics["best"] is None and metrics["val/acc"] == 0.5
+    assert metrics["non_finite"] == {"val/loss": "nan", "best": "inf"}
 
 
 # ---- an earlier run's directory ----------------------------------------------------------------
