@@ -8,6 +8,7 @@ a file damaged on disk or in transfer is refused rather than resumed from.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -48,8 +49,10 @@ def atomic_write(path: Path, write: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # name the file in the message
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
     _fsync_dir(path.parent)
 
@@ -120,7 +123,11 @@ def save(state: dict[str, Any], path: Path) -> None:
     state = {**state, "format": FORMAT, "version": VERSION}
     state["sha256"] = digest(state)
     assert set(state) == KEYS, set(state) ^ KEYS
-    atomic_write(path, lambda f: torch.save(state, f))
+    # serialised in memory first: torch.save turns a failed write (a full disk) into a bare
+    # RuntimeError, where a plain write raises an OSError that says what went wrong
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def strict_json(data: Any) -> tuple[Any, dict[str, str]]:

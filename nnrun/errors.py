@@ -25,9 +25,16 @@ class TrainingFailed(NnrunError):
     exit_code = 1
 
 
+class StorageFailed(NnrunError):
+    """A file of the run could not be written: the disk is full, or the folder not writable."""
+
+    exit_code = 1
+
+
 class Interrupted(NnrunError):
     """A signal stopped the run at a step boundary; last.pt and metrics.json record where. Exits
-    128 + the signal's number, as a shell does (130 for Ctrl-C, 143 for SIGTERM)."""
+    as a shell reports the signal: 130 for Ctrl-C, 143 for SIGTERM, and 143 for SIGUSR1 too (a
+    cluster's notice before its time limit: the system ending the job, as SIGTERM does)."""
 
     def __init__(self, signum: int, step: int, run_dir: object) -> None:
         import signal
@@ -36,7 +43,7 @@ class Interrupted(NnrunError):
         super().__init__(f"interrupted by {name} at step {step}; saved {run_dir}/checkpoints/"
                          f"last.pt. Continue with the same command plus "
                          f"hydra.run.dir={run_dir} trainer.resume=auto")
-        self.exit_code = 128 + signum
+        self.exit_code = 130 if signum == signal.SIGINT else 143
 
 
 class SweepFailed(NnrunError):

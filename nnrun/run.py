@@ -6,6 +6,7 @@ runs here, before anything is written to the run directory.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import math
 import os
@@ -30,7 +31,14 @@ from torch import nn
 from nnrun import checkpoint
 from nnrun.console import ProgressBar, print_config, print_summary
 from nnrun.data import Sizes
-from nnrun.errors import CheckpointError, ConfigError, Interrupted, NnrunError, TrainingFailed
+from nnrun.errors import (
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    NnrunError,
+    StorageFailed,
+    TrainingFailed,
+)
 from nnrun.logger import TensorBoardLogger
 from nnrun.models import ClosedForm
 from nnrun.optim import Schedule
@@ -339,8 +347,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             (`Interrupted`, after the checkpoint and metrics.json record where it stopped).
     """
     resuming = OmegaConf.select(cfg, "trainer.resume") is not None
-    with RunDir(Path(run_dir), resuming) as held:
-        return _run(cfg, held)
+    try:
+        with RunDir(Path(run_dir), resuming) as held:
+            return _run(cfg, held)
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        raise StorageFailed(f"{err.filename or run_dir}: {err.strerror}; make room (or choose "
+                            "another hydra.run.dir), then continue with trainer.resume=auto "
+                            "(the last checkpoint written is intact)") from None
+
+
+# A write that fails for want of room or permission: the run stops with one line, not a traceback.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:

@@ -107,11 +107,17 @@ def run_preset(tmp_path: Path, preset: str, *overrides: str, name: str | None = 
 
 def scalars(run_dir: Path, tag: str = "train/loss") -> dict[int, float]:
     """A run's TensorBoard scalars under `tag`, by step, read with TensorBoard's own reader."""
+
+    return {step: value for step, value in scalar_events(run_dir, tag)}
+
+
+def scalar_events(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """Every (step, value) event of `tag`, repeats included, in the order written."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    return {event.step: event.value for event in acc.Scalars(tag)}
+    return [(event.step, event.value) for event in acc.Scalars(tag)]
 
 
 # The targets ../shared/spec/experiments.md gives each preset, as (metric, value, tolerance): a

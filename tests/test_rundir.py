@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from tests.helpers import TINY_SINE, nnrun, scalars
+from tests.helpers import TINY_SINE, nnrun, scalar_events
 
 # Long enough (several seconds) that a second command starts while the first still trains.
 LONG = [*TINY_SINE, "data.n_points=4000", "trainer.epochs=6"]
@@ -61,15 +61,15 @@ def test_a_second_run_into_a_held_directory_is_refused_and_nothing_mixes(tmp_pat
 def test_two_resumes_at_once_one_runs_and_the_curves_have_no_duplicate_steps(tmp_path):
     run_dir = tmp_path / "x"
     assert nnrun(*TINY_SINE, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
-    more = [*LONG, f"hydra.run.dir={run_dir}", "trainer.resume=auto", "data.n_points=200"]
+    more = [*TINY_SINE, "trainer.epochs=80", f"hydra.run.dir={run_dir}", "trainer.resume=auto"]
     first = start(*more, cwd=tmp_path)
     wait_for(run_dir / ".lock", first)
     second = nnrun(*more, cwd=tmp_path)
     first.communicate(timeout=300)
     assert first.returncode == 0
     assert second.returncode == 2 and "is in use by another nnrun run" in second.stderr
-    steps = scalars(run_dir, "val/loss")
-    assert sorted(steps) == [step * 5 for step in range(1, 7)]  # one point per epoch, once each
+    steps = [step for step, _ in scalar_events(run_dir, "val/loss")]
+    assert steps == [step * 5 for step in range(1, 81)]  # one point per epoch, once each
     assert len(json.loads((run_dir / "run.json").read_text())["starts"]) == 2
 
 
@@ -120,3 +120,27 @@ def test_a_directory_that_cannot_be_created_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert f"hydra.run.dir={blocker / 'run'} cannot be created" in result.stderr
+
+
+def test_a_full_disk_stops_the_run_in_one_line(tmp_path):
+    """A file-size limit stands in for a full disk: the first checkpoint cannot be written."""
+    run_dir = tmp_path / "x"
+    result = subprocess.run(
+        ["bash", "-c", f"trap '' XFSZ; ulimit -f 16; exec {sys.executable} -m nnrun "
+         + " ".join([*TINY_SINE, f"hydra.run.dir={run_dir}"])],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
+             "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, result.stderr
+    assert line.startswith(f"nnrun: error: {run_dir / 'checkpoints'}/") and "make room" in line
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def test_validation_runs_once_when_the_step_cadence_meets_an_epoch_end(tmp_path):
+    run_dir = tmp_path / "x"  # 5 batches an epoch: evaluating every 5 steps lands on each end
+    result = nnrun(*TINY_SINE, "trainer.eval_every_steps=5", "trainer.epochs=3",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [step for step, _ in scalar_events(run_dir, "val/loss")] == [5, 10, 15]

@@ -114,8 +114,15 @@ def data_root(root: str | None) -> Path:
 
 def missing_dataset(name: str, root: Path, where: str, download: bool,
                     err: Exception) -> DataError:
-    """The error for a dataset that is not under `root/where` and could not be downloaded."""
+    """The error for a dataset that is not under `root/where` and could not be downloaded, or
+    whose files there cannot be read."""
+    reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    folder = root / where
+    if folder.is_dir() and any(folder.iterdir()):
+        return DataError(
+            f"data.root={root}: the {name} files in {folder} cannot be read ({reason}); replace "
+            f"them with intact copies, or delete them and run online with data.download=true")
     tried = "a download failed (offline?)" if download else "data.download=false"
     return DataError(
-        f"data.root={root} holds no {name} ({tried}: {str(err).splitlines()[0][:120]}); put the "
+        f"data.root={root} holds no {name} ({tried}: {reason}); put the "
         f"files in {root / where} or run online with data.download=true to fetch them")

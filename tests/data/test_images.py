@@ -31,3 +31,20 @@ def test_mnist_cnn_data_is_in_file_order_and_tested_every_epoch(data_root):
     x, y = next(data.train.epoch(torch.Generator().manual_seed(1)))  # the trainer's call
     assert torch.equal(y, data.train.tensors[1][:128])  # no shuffling: the book's DataLoader
     assert len(data.train) == 469 and data.val is data.test and len(data.test) == 79
+
+
+def test_a_damaged_mnist_file_is_named_in_one_line(data_root, tmp_path):
+    from tests.helpers import nnrun
+
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (data_root / "MNIST" / "raw").iterdir():
+        (raw / f.name).write_bytes(f.read_bytes()[:1000] if f.name == "train-images-idx3-ubyte"
+                                   else f.read_bytes())
+    result = nnrun("data=mnist", "model=mlp", "trainer.progress=false",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                   env={"NNRUN_DATA_ROOT": str(tmp_path / "root")})
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and f"the MNIST files in {raw} cannot be read" in line, line
+    assert "replace them" in line and not (tmp_path / "run").exists()
