@@ -346,7 +346,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             in `run_dir`), a failed run (after metrics.json records it), or a signal
             (`Interrupted`, after the checkpoint and metrics.json record where it stopped).
     """
-    resuming = OmegaConf.select(cfg, "trainer.resume") is not None
+    resume = OmegaConf.select(cfg, "trainer.resume")
+    # a directory that holds a run may only be continued: by `auto`, or from its own checkpoint
+    resuming = resume == "auto" or (resume is not None and checkpoint_path(resume).resolve()
+                                    .is_relative_to(Path(run_dir).resolve()))
     try:
         with RunDir(Path(run_dir), resuming) as held:
             return _run(cfg, held)
@@ -405,10 +408,9 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     elif init is not None:
         start["init_from"] = str(init)
     held.record(start, hydra_record(cfg, run_dir))  # from here on the run directory is this run's
-    if changed:
-        print(f"nnrun: resuming {path} at step {trainer.step} with "
-              + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()
-                          if k != "trainer.resume"))
+    shown = [f"{k} {old} -> {new}" for k, (old, new) in changed.items() if k != "trainer.resume"]
+    if shown:
+        print(f"nnrun: resuming {path} at step {trainer.step} with {', '.join(shown)}")
     if trainer_cfg.progress:
         print_config(config)
     logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step + 1 if state else None)

@@ -58,7 +58,7 @@ def cannot_create(path: Path, err: OSError, key: str = "hydra.run.dir") -> str:
 
 class RunDir:
     """A run directory held exclusively for the life of a `with` block. A directory that holds
-    an earlier run is refused unless the start is `resuming`.
+    an earlier run is refused unless the start is `resuming` it.
 
     On leaving the block by an exception before `record` (a refused start), everything this
     start made is removed again: its holder file, and the folders that did not exist before it.

@@ -157,10 +157,9 @@ class Trainer:
         result: dict[str, Any] = {"status": status, "epochs": self.epoch, "steps": self.step}
         if error:
             result["error"] = error
-        elif status == "interrupted":
-            result.update(self.metrics)
         else:
             result.update(self.metrics)
+        if status in ("completed", "stopped_early"):  # an interrupted run stops at once
             result.update(self._test())
             result.update(self._log_views())
         result["wall_s"] = time.perf_counter() - start

@@ -94,11 +94,8 @@ def test_every_model_trains_a_step_on_this_data_or_is_refused_in_one_line(data_n
 SAMPLE = [  # through the real command line: (overrides, what the one line must say)
     (["model=gcn"], ["model=gcn cannot train on data=sine", "graph data: use data=cora"]),
     (["model=lstm", "data=boston"], ["model=lstm cannot train on data=boston", "data=sine"]),
-    (["model=cnn"], ["model=cnn cannot train on data=sine", "use data=mnist"]),
     (["model=conv_autoencoder", "data=mnist"], ["task=reconstruction"]),
-    (["task=classification"], ["task=classification needs class labels", "task=regression"]),
-    (["model=char_rnn", "data=tatoeba"], ["model=char_rnn", "data=tinyshakespeare"]),
-]
+]  # task=classification on sine: test_errors.BAD_VALUES
 
 
 @pytest.mark.parametrize("case", range(len(SAMPLE)))

@@ -187,7 +187,8 @@ def straight(tmp_path_factory):
     return root / "run"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM,
+                                    pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)])
 def test_a_signal_saves_the_step_and_the_resume_is_exact(signum, straight, tmp_path):
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

@@ -87,7 +87,7 @@ def load_encoder(path: str | Path, in_shape: Sequence[int] = (1, 28, 28)) -> Con
     """The trained encoder of a `model=conv_autoencoder` run, from its `checkpoints/last.pt` or
     `best.pt`, in eval mode: `load_encoder(run_dir / "checkpoints/last.pt")(images)` gives the
     codes."""
-    state = checkpoint.load(Path(path))
+    state = checkpoint.load(Path(path), "load_encoder")
     model_cfg = state["config"]["model"]
     target = f"{ConvAutoencoder.__module__}.{ConvAutoencoder.__qualname__}"
     if model_cfg["_target_"] != target:  # the class the run built, as its config records it

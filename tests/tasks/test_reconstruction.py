@@ -12,6 +12,7 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
+from nnrun import checkpoint
 from nnrun.data import Sizes
 from nnrun.errors import ConfigError
 from nnrun.models.autoencoder import ConvAutoencoder, load_encoder
@@ -118,6 +119,7 @@ def test_encoder_loads_on_its_own_from_the_checkpoint(short_run):
 def test_the_encoder_of_another_model_is_refused(short_run, tmp_path):
     state = torch.load(short_run / "checkpoints" / "last.pt", weights_only=True)
     state["config"]["model"]["_target_"] = "nnrun.models.mlp.MLP"
+    state["sha256"] = checkpoint.digest(state)  # a well-formed checkpoint of another model
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="not of model=conv_autoencoder"):
         load_encoder(tmp_path / "other.pt")
