@@ -58,6 +58,23 @@ def test_a_second_run_into_a_held_directory_is_refused_and_nothing_mixes(tmp_pat
     assert not (run_dir / ".lock").exists()
 
 
+def test_two_runs_started_at_the_same_moment_one_runs_and_one_is_refused(tmp_path):
+    run_dir = tmp_path / "x"
+    procs = {seed: start(*LONG, f"seed={seed}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+             for seed in (1, 2)}
+    ended = {seed: (proc.communicate(timeout=300), proc.returncode)
+             for seed, proc in procs.items()}
+    codes = sorted(code for _, code in ended.values())
+    assert codes == [0, 2], ended
+    winner = next(seed for seed, (_, code) in ended.items() if code == 0)
+    loser_err = next(out[1] for out, code in ended.values() if code == 2)
+    assert "in use by another nnrun run" in loser_err or "already holds a run" in loser_err
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["seed"] == winner
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        assert state["config"]["seed"] == winner
+
+
 def test_two_resumes_at_once_one_runs_and_the_curves_have_no_duplicate_steps(tmp_path):
     run_dir = tmp_path / "x"
     assert nnrun(*TINY_SINE, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
