@@ -20,7 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from nnrun.errors import Interrupted, NnrunError, PastHydra
@@ -31,6 +31,7 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
     """One Hydra job. In a sweep, a failing job is recorded as failed and the sweep goes on."""
     from nnrun.checkpoint import write_json
     from nnrun.run import hydra_record, run
+    from nnrun.rundir import write_hydra_record
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -49,9 +50,7 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
         print(f"nnrun: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr)
         metrics = run_dir / "metrics.json"
         if not metrics.exists():  # a failure before training: record it for the summary
-            (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-            for name, node in (hydra_record(cfg, run_dir) or {}).items():
-                OmegaConf.save(node, run_dir / ".hydra" / name)
+            write_hydra_record(run_dir, hydra_record(cfg, run_dir) or {})
             write_json({"status": "failed", "error": str(err)}, metrics)
         return None
 

@@ -1,5 +1,7 @@
 """Errors a user can fix: the command line prints them as one line and exits with `exit_code`."""
 
+import signal
+
 
 class NnrunError(Exception):
     """Base class: the message names the key or file and what to do. Bad input exits 2."""
@@ -37,8 +39,6 @@ class Interrupted(NnrunError):
     cluster's notice before its time limit: the system ending the job, as SIGTERM does)."""
 
     def __init__(self, signum: int, step: int, run_dir: object) -> None:
-        import signal
-
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name} at step {step}; saved {run_dir}/checkpoints/"
                          f"last.pt. Continue with the same command plus "

@@ -11,7 +11,6 @@ import inspect
 import math
 import os
 import random
-import re
 import signal
 import threading
 import typing
@@ -72,13 +71,17 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _numeric(param: inspect.Parameter) -> bool:
-    default = param.default
-    if isinstance(default, bool):
+def _kinds(hint: Any) -> set[Any]:
+    """The types an annotation allows, None aside: `int | None` -> {int}."""
+    return set(typing.get_args(hint) or (hint,)) - {type(None)}
+
+
+def _numeric(param: inspect.Parameter, hint: Any) -> bool:
+    """A number is expected: by the parameter's default, or by its (resolved) annotation."""
+    if isinstance(param.default, bool):
         return False
-    if isinstance(default, int | float):
-        return True
-    return bool(re.search(r"\b(int|float)\b", str(param.annotation)))
+    return isinstance(param.default, int | float) or bool(_kinds(hint)) and _kinds(hint) <= {
+        int, float}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -102,10 +105,11 @@ def validate(cfg: DictConfig) -> None:
             if key not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
                 raise ConfigError(f"{group}.{key} is not an argument of {node._target_}; "
                                   f"remove it or use one of: {', '.join(params)}")
-            if key in params and _numeric(params[key]) and isinstance(value, str):
+            hint = hints.get(key)
+            if key in params and _numeric(params[key], hint) and isinstance(value, str):
                 raise ConfigError(f"{group}.{key}={value!r} is not a number; pass e.g. "
                                   f"{group}.{key}={params[key].default}")
-            if isinstance(value, float) and key in hints and _whole(hints[key]):
+            if isinstance(value, float) and _kinds(hint) == {int}:
                 example = params[key].default if key in params else 1
                 raise ConfigError(f"{group}.{key}={value} must be a whole number, e.g. "
                                   f"{group}.{key}={example}")
@@ -138,12 +142,6 @@ def _type_hints(target: Any) -> dict[str, Any]:
         except Exception:  # an annotation naming something not importable at run time
             continue
     return {}
-
-
-def _whole(hint: Any) -> bool:
-    """An annotation of a whole number: int, or int | None."""
-    options = set(typing.get_args(hint)) - {type(None)} if typing.get_args(hint) else {hint}
-    return options == {int}
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -140,14 +140,18 @@ class RunDir:
         from nnrun.checkpoint import write_json  # torch: only once a run really starts
 
         self.recorded = True
-        hydra_dir = self.path / ".hydra"
-        if hydra_record and not hydra_dir.exists():
-            hydra_dir.mkdir()
-            for name, node in hydra_record.items():
-                OmegaConf.save(node, hydra_dir / name)
+        if hydra_record and not (self.path / ".hydra").exists():
+            write_hydra_record(self.path, hydra_record)
         path = self.path / RECORD
         starts = json.loads(path.read_text())["starts"] if path.exists() else []
         write_json({"starts": [*starts, start]}, path)
+
+
+def write_hydra_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Hydra's record of a job (`run.hydra_record`) as Hydra writes it, in `run_dir/.hydra/`."""
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    for name, node in record.items():
+        OmegaConf.save(node, run_dir / ".hydra" / name)
 
 
 def _now() -> str:

@@ -125,7 +125,9 @@ class Trainer:
         # one host sync per `log_every` steps. The buffer never needs more than an epoch: every
         # epoch end flushes it.
         self._read_each_loss = device.type == "cpu"
-        self._losses = torch.zeros(max(1, min(cfg.log_every, len(data.train))), device=device)
+        self._flush_every = max(1, min(cfg.log_every, len(data.train)))
+        self._losses = None if self._read_each_loss else torch.zeros(self._flush_every,
+                                                                     device=device)
         self._host_losses: list[float] = []
         self._n_losses = 0
 
@@ -195,7 +197,7 @@ class Trainer:
             self.schedule.after_step()
             self.step += 1
             self.batch_in_epoch += 1
-            if self._n_losses == cfg.log_every or self._n_losses == len(self._losses):
+            if self._n_losses == self._flush_every:
                 self._flush_losses()
             if self.task.views_every and self.step % self.task.views_every == 0:
                 self._log_views()  # e.g. generated text, while it trains
