@@ -272,7 +272,12 @@ def _diff(a: Any, b: Any, prefix: str) -> list[str]:
 MAY_CHANGE = ("trainer.epochs", "trainer.max_steps", "trainer.patience", "trainer.min_delta",
               "trainer.progress", "trainer.log_every", "trainer.eval_every",
               "trainer.eval_every_steps", "trainer.save_every", "trainer.resume",
-              "trainer.init_from", "data.root", "data.download", "expected")
+              "trainer.init_from", "data.root", "data.download", "expected", "objective")
+
+
+def may_change(key: str) -> bool:
+    """Whether a resume may change `key` (one of MAY_CHANGE, or a key inside one)."""
+    return any(key == m or key.startswith(f"{m}.") for m in MAY_CHANGE)
 
 
 def changed_keys(saved: dict[str, Any], config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -280,7 +285,7 @@ def changed_keys(saved: dict[str, Any], config: dict[str, Any]) -> tuple[dict[st
     (key -> [old, new]) and those it may not (keys)."""
     allowed, refused = {}, []
     for key in _diff(saved, config, ""):
-        if any(key == m or key.startswith(f"{m}.") for m in MAY_CHANGE):
+        if may_change(key):
             allowed[key] = [_select(saved, key), _select(config, key)]
         else:
             refused.append(key)

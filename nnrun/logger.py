@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams, scalar
+from torch.utils.tensorboard.summary import scalar
 
 from nnrun.tasks import Embedding
 
@@ -77,16 +78,33 @@ class TensorBoardLogger:
         else:
             self.writer.add_figure(name, view, step, close=True)
 
-    def log_hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """One HPARAMS entry for this run: its hyperparameters and final metrics.
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """One HPARAMS entry for this run: its hyperparameters, and that it ended.
 
         Written into this run's own event file, so the HPARAMS tab lists one row per run and
-        reads the metric values from the scalars logged under the same tags.
+        reads its final metrics from the scalars logged under their tags. No experiment summary
+        (the list of columns) is written: TensorBoard would take the first run's as every run's,
+        hiding the keys of runs with other overrides; without one it gathers the columns, and
+        each one's type, from every run's values.
+
+        A bool, float or str is written as it is, anything else as text (None, a list, an int).
         """
         self.flush()
-        experiment, start, end = hparams(params, metrics)
-        for summary in (experiment, start, end):
-            self.writer.file_writer.add_summary(summary)
+        start = plugin_data_pb2.SessionStartInfo()
+        for name, value in params.items():
+            if isinstance(value, bool):
+                start.hparams[name].bool_value = value
+            elif isinstance(value, float):
+                start.hparams[name].number_value = value
+            else:  # an int too: the HPARAMS tab prints every number with toPrecision(5)
+                # (8 as "8.0000") and has no integer type; as text it reads "8"
+                start.hparams[name].string_value = str(value)
+        end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
+        for tag, data in ((metadata.SESSION_START_INFO_TAG, {"session_start_info": start}),
+                          (metadata.SESSION_END_INFO_TAG, {"session_end_info": end})):
+            info = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(**data))
+            self.writer.file_writer.add_summary(
+                Summary(value=[Summary.Value(tag=tag, metadata=info)]))
         self.writer.flush()
 
     def close(self) -> None:

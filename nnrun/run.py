@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import inspect
+import json
 import math
 import os
 import random
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from nnrun import checkpoint
+from nnrun.callbacks import what_it_is
 from nnrun.console import ProgressBar, print_config, print_summary
 from nnrun.data import Sizes
 from nnrun.errors import (
@@ -36,10 +38,12 @@ from nnrun.errors import (
     Interrupted,
     NnrunError,
     StorageFailed,
+    SweepChanged,
     TrainingFailed,
 )
 from nnrun.logger import TensorBoardLogger
 from nnrun.models import ClosedForm
+from nnrun.objective import check_objective
 from nnrun.optim import Schedule
 from nnrun.rundir import RunDir, provenance
 from nnrun.trainer import Trainer, TrainerConfig, total_steps
@@ -275,21 +279,30 @@ def resume_path(resume: str | None, run_dir: Path) -> Path | None:
     return checkpoint_path(resume)
 
 
-def hparams(config: dict[str, Any]) -> dict[str, Any]:
-    """The resolved hyperparameters, flattened to `group.key` with TensorBoard-friendly values."""
-    flat: dict[str, Any] = {}
+def hparams(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """What a run's HPARAMS entry shows: the keys its command line set (a sweep's varied ones
+    among them), each with its resolved value, and `seed`. Every resolved key (each `_target_`,
+    `data.root`, `trainer.progress` ...) would bury the few that tell a sweep's runs apart; the
+    whole config is in the run's `.hydra/config.yaml`.
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else k)
-        elif node is None or isinstance(node, list | tuple):
-            flat[prefix] = str(node)
-        else:
-            flat[prefix] = node
+    A group's option (`model=gru`) shows as its name, as does a choice that sets no key of its
+    own name (`experiment=dlfs/ch4_momentum`); a deleted key (`~key`) is left out.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    walk({k: v for k, v in config.items() if k not in ("hydra", "expected")}, "")
-    return flat
+    absent = object()
+    params: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_delete():
+            continue
+        value = OmegaConf.select(cfg, override.key_or_group, default=absent)
+        if value is absent or isinstance(value, DictConfig):
+            value = override.get_value_element_as_str()
+        elif isinstance(value, ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        params[override.key_or_group] = value
+    params.setdefault("seed", cfg.seed)
+    return params
 
 
 TARGET_KEYS = {"metric", "value", "tolerance", "source"}  # and optionally a `note`
@@ -311,6 +324,12 @@ def check_expected(targets: list[dict[str, Any]], metrics: dict[str, Any]) -> li
     return checks
 
 
+def listed(keys: list[str], most: int = 6) -> str:
+    """`a, b, c and 4 more`: the keys a refusal names, kept to one line."""
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(keys[:most]) + more
+
+
 def _resumed(config: dict[str, Any], path: Path | None,
              schedule: Schedule) -> tuple[dict | None, dict]:
     """The checkpoint this run resumes (None for a new run), checked against this run's
@@ -321,11 +340,9 @@ def _resumed(config: dict[str, Any], path: Path | None,
     state = checkpoint.load(path)
     changed, refused = checkpoint.changed_keys(state["config"], config)
     if refused:
-        shown = ", ".join(refused[:6]) + (f" and {len(refused) - 6} more" if len(refused) > 6
-                                          else "")
         raise CheckpointError(
-            f"trainer.resume: {path} was trained with other values of {shown}; resume with the "
-            "values it was trained with, or start a new run from its weights with "
+            f"trainer.resume: {path} was trained with other values of {listed(refused)}; resume "
+            "with the values it was trained with, or start a new run from its weights with "
             f"trainer.init_from={path}")
     length = [k for k in changed if k in ("trainer.epochs", "trainer.max_steps")]
     if length and schedule.spans_run:
@@ -377,10 +394,7 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     seed_everything(cfg.seed, trainer_cfg.deterministic)
     device = build(cfg.device)
     task = build(cfg.task)
-    metric_names = [f"val/{m}" for m in task.metric_names]
-    if trainer_cfg.monitor not in metric_names:
-        raise ConfigError(f"trainer.monitor={trainer_cfg.monitor} is not a metric of this task; "
-                          f"use one of {', '.join(metric_names)}")
+    check_objective(cfg, type(task))  # trainer.monitor, and `objective` for a search
     data = build(cfg.data).to(device)
     model = assemble(cfg, task, data, device)
     init = checkpoint_path(trainer_cfg.init_from) if trainer_cfg.init_from else None
@@ -411,15 +425,15 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
         print(f"nnrun: resuming {path} at step {trainer.step} with {', '.join(shown)}")
     if trainer_cfg.progress:
         print_config(config)
-    logger = TensorBoardLogger(run_dir / "tb", purge_step=trainer.step + 1 if state else None)
+    logger = TensorBoardLogger(tensorboard_dir(run_dir),
+                               purge_step=trainer.step + 1 if state else None)
     progress = ProgressBar(trainer_cfg.progress, trainer.total_steps, trainer.step,
                            trainer_cfg.epochs)
     try:
         with stop_on_signals(trainer):
             result = trainer.fit(logger, progress)
         best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
-        metrics = {k: v for k, v in result.items() if isinstance(v, float) and "/" in k}
-        logger.log_hparams(hparams(config), metrics)
+        logger.log_hparams(hparams(cfg, what_it_is(task_overrides(run_dir))))
     finally:  # what was logged reaches the event file, whatever stopped the run
         progress.close()
         logger.close()
@@ -438,25 +452,91 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     return {**result, **best}
 
 
+def earlier_result(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """For a sweep's job started again (a resumed sweep, a requeued job): the result it
+    recorded if it completed, which stands (None if it has still to run or finish).
+
+    Raises:
+        SweepChanged: an earlier start of this job ran another config (other than in the
+            keys a resume may change): the command is not the one that started the sweep.
+    """
+    earlier = run_dir / ".hydra" / "config.yaml"
+    if not earlier.is_file():
+        return None
+    saved = OmegaConf.to_container(OmegaConf.load(earlier), resolve=True)
+    _, refused = checkpoint.changed_keys(saved, OmegaConf.to_container(cfg, resolve=True))
+    if refused:
+        raise SweepChanged(f"hydra.sweep.dir: job {run_dir.name} of the sweep in {run_dir.parent} "
+                           f"ran with other values of {listed(refused)}; finish a sweep with the "
+                           "command that started it, or choose another hydra.sweep.dir")
+    metrics = run_dir / "metrics.json"
+    result = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    if result.get("status") != "completed":
+        return None
+    print(f"nnrun: job {run_dir.name} completed in an earlier start of the sweep; its result "
+          "stands")
+    return result
+
+
+def hydra_job(run_dir: Path) -> DictConfig | None:
+    """Hydra's settings (`hydra:`) of the job running in `run_dir`; None outside a Hydra job for
+    `run_dir` (`run` called from Python)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    job = HydraConfig.get()
+    return job if Path(job.runtime.output_dir) == run_dir else None
+
+
+def task_overrides(run_dir: Path) -> list[str]:
+    """The overrides the command line (and a sweep) gave the job in `run_dir`, as Hydra records
+    them (`optimizer.lr=0.01`, `model=gru`); [] outside a Hydra job."""
+    job = hydra_job(run_dir)
+    return list(job.overrides.task) if job is not None else []
+
+
+def tensorboard_dir(run_dir: Path) -> Path:
+    """Where a run writes its TensorBoard events: `tb/`, or for a sweep's job `tb/<name>/`, so
+    that TensorBoard over the sweep directory names each run by its overrides
+    (`0/tb/optimizer.lr=0.01,seed=1`) rather than `0/tb`, `1/tb`.
+
+    The name joins the job's overrides with "," ("/" made ":", which TensorBoard would read
+    as a folder), leaving out the keys a resume may change (`trainer.resume=auto`, more
+    `trainer.epochs`), so that a resumed job writes on, and purges, in the same folder;
+    `job<num>` if none is left. It is cut to 200 bytes: a file name holds at most 255.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    job = hydra_job(run_dir)
+    if job is None or job.mode != RunMode.MULTIRUN:
+        return run_dir / "tb"
+    overrides = task_overrides(run_dir)
+    kept = [o.input_line for o in OverridesParser.create().parse_overrides(overrides)
+            if not checkpoint.may_change(o.key_or_group)]
+    name = ",".join(kept).replace("/", ":") or f"job{job.job.num}"
+    return run_dir / "tb" / name.encode()[:200].decode(errors="ignore")
+
+
 def hydra_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """Hydra's record of a run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), which
     nnrun writes itself once a start has passed its checks (Hydra's own would be written before
     them); None outside a Hydra job for `run_dir` (`run` called from Python)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    if hydra_job(run_dir) is None:
         return None
     hydra_cfg = HydraConfig.instance().cfg
-    if Path(hydra_cfg.hydra.runtime.output_dir) != run_dir:
-        return None
     return {"config.yaml": cfg, "hydra.yaml": hydra_cfg,
             "overrides.yaml": hydra_cfg.hydra.overrides.task}
 
 
 @contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGUSR1 (a cluster's warning before its time limit) ask the trainer
-    to stop at the next step boundary, where it saves a checkpoint; a second one stops at once.
+    """SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's warning before its time limit; SIGUSR2
+    is submitit's) ask the trainer to stop at the next step boundary, where it saves a
+    checkpoint; a second one stops at once.
     Outside the main thread (where Python allows no handlers) signals keep their defaults."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -467,7 +547,7 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             raise KeyboardInterrupt  # the second signal: stop now (cli prints one line)
         trainer.stop_signal = signum
 
-    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
     before = {s: signal.signal(s, handle) for s in caught}
     try:
         yield
