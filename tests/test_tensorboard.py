@@ -14,11 +14,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-from tests.helpers import TINY_SINE, get_json, nnrun, tensorboard_server
+from tests.helpers import TINY_SINE, get_json, make_config, nnrun, tensorboard_server
 
 LR = 0.005  # not the default (0.001), so the HPARAMS entry must carry the override
 VAL = ["val/loss", "val/mse", "val/mae", "val/rmse", "val/r2"]
 SCALARS = ["train/loss", *VAL, "lr", "time/epoch_s"]
+# the run's HPARAMS: TINY_SINE's keys, optimizer.lr and seed; an int as text (TensorBoard would
+# print 8 as 8.0000)
+HPARAMS = {"data.n_points": "200", "data.window": "8", "model.hidden_size": "8",
+           "trainer.epochs": "2", "trainer.progress": False, "optimizer.lr": LR, "seed": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -86,28 +90,29 @@ def hparams_data(tb_dir: Path) -> dict[str, plugin_data_pb2.HParamsPluginData]:
             for tag, data in content["run"].items()}
 
 
-def test_hparams_entry_holds_the_runs_values_and_metrics(run_dir):
-    data = hparams_data(run_dir / "tb")
-    assert {metadata.EXPERIMENT_TAG, metadata.SESSION_START_INFO_TAG,
-            metadata.SESSION_END_INFO_TAG} <= set(data)
-
+def start_values(data: dict[str, plugin_data_pb2.HParamsPluginData]) -> dict[str, object]:
+    """The hyperparameters of a run's HPARAMS entry, each as the type it was written."""
     start = data[metadata.SESSION_START_INFO_TAG].session_start_info.hparams
-    assert start["optimizer.lr"].number_value == pytest.approx(LR)
-    assert start["model.hidden_size"].number_value == 8  # TINY_SINE; the default is 32
-    assert start["trainer.epochs"].number_value == 2
-    assert start["optimizer._target_"].string_value == "torch.optim.Adam"
-    assert start["model._target_"].string_value == "nnrun.models.recurrent.LSTMNet"
-    assert not any(key.startswith("hydra") for key in start)
+    return {key: getattr(value, value.WhichOneof("kind")) for key, value in start.items()}
 
-    experiment = data[metadata.EXPERIMENT_TAG].experiment
-    assert {info.name for info in experiment.hparam_infos} == set(start)
-    metric_tags = {info.name.tag for info in experiment.metric_infos}
-    assert {"train/loss", *VAL} <= metric_tags
-    scalar_tags = set(accumulator(run_dir / "tb").Tags()["scalars"])
-    assert metric_tags <= scalar_tags  # the HPARAMS tab reads each metric from its scalars
 
+def test_hparams_entry_holds_the_keys_the_command_line_set(run_dir):
+    """The overrides' keys with their resolved values, and the seed: not the whole config."""
+    data = hparams_data(run_dir / "tb")
+    # no experiment summary: TensorBoard gathers the columns from every run's entry
+    assert set(data) == {metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
+    values = start_values(data)
+    assert values == HPARAMS and values["trainer.progress"] is False  # a bool, not a number 0
     end = data[metadata.SESSION_END_INFO_TAG].session_end_info
     assert end.status == api_pb2.Status.STATUS_SUCCESS
+
+
+def test_a_run_from_python_shows_its_seed(tmp_path):
+    """`run` called from Python has no command line: its entry holds the seed alone."""
+    from nnrun.run import run
+
+    assert run(make_config(*TINY_SINE, "seed=3"), tmp_path / "run")["status"] == "completed"
+    assert start_values(hparams_data(tmp_path / "run" / "tb")) == {"seed": "3"}
 
 
 def test_tensorboard_server_lists_the_run(run_dir, tmp_path):
@@ -129,9 +134,14 @@ def test_tensorboard_server_lists_the_run(run_dir, tmp_path):
             "colParams": [{"hparam": "optimizer.lr"}, {"metric": {"tag": "val/loss"}}],
             "startIndex": 0, "sliceSize": 10})["sessionGroups"]
         assert len(groups) == 1
-        assert groups[0]["hparams"]["optimizer.lr"] == pytest.approx(LR)
+        assert groups[0]["hparams"] == HPARAMS
         values = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}
         assert values["val/loss"] == pytest.approx(metrics["val/loss"], rel=1e-6)
+
+        experiment = get_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert {info["name"] for info in experiment["hparamInfos"]} == set(HPARAMS)
+        # the final metrics are columns, read from their scalars
+        assert {"train/loss", *VAL} <= {info["name"]["tag"] for info in experiment["metricInfos"]}
 
 
 
