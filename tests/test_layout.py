@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 NNRUN = ROOT / "nnrun"
 COMPONENTS = ("data", "models", "optim", "tasks")  # model=, data=, task=, optimizer=, schedule=
 RUNNER = {"__init__", "__main__", "callbacks", "checkpoint", "cli", "console", "errors",
-          "logger", "report", "run", "rundir", "trainer"}
+          "logger", "objective", "report", "run", "rundir", "trainer"}
 LEAVES = {"nnrun.errors", "nnrun.checkpoint"}  # the runner modules a component may use
 TARGETS = {"model": ("nnrun.models.",), "data": ("nnrun.data.",), "task": ("nnrun.tasks.",),
            "optimizer": ("nnrun.optim.", "torch.optim."), "schedule": ("nnrun.optim.",)}
@@ -174,10 +174,12 @@ def test_every_target_points_into_its_groups_package(where, group, target):
 
 
 def test_every_package_ships_in_the_wheel():
-    listed = re.search(r"^packages = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
-    assert listed, "pyproject.toml lists its packages on one line: packages = [...]"
+    listed = re.search(r"^packages = \[(.*?)\]$", (ROOT / "pyproject.toml").read_text(),
+                       re.M | re.S)
+    assert listed, "pyproject.toml lists its packages: packages = [...]"
     packages = set(re.findall(r'"([\w.]+)"', listed[1]))
     assert {f"nnrun.{c}" for c in COMPONENTS} <= packages
+    assert "hydra_plugins.nnrun_plugins" in packages  # the launcher and sweeper Hydra loads
 
 
 @pytest.mark.parametrize("path", sorted(p for p in COMPONENT_FILES if p.stem != "__init__"),

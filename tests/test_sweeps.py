@@ -225,6 +225,22 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path):
         assert cells[-1] == row["error"] or (
             cells[-1].endswith("…") and row["error"].startswith(cells[-1][:-1])), cells[-1]
 
+    # Finishing the sweep: the completed job stands, the failed ones run again (and fail again)
+    kept = (sweep_dir / "0" / "metrics.json").read_bytes()
+    failed_at = {job: (sweep_dir / job / "metrics.json").stat().st_mtime_ns for job in "12"}
+    again = nnrun("-m", *TINY_SINE, "optimizer=sgd", "optimizer.lr=0.01,-1,1e12",
+                  f"hydra.sweep.dir={sweep_dir}", "trainer.resume=auto", cwd=tmp_path, env=WIDE)
+    assert again.returncode == 1, again.stderr
+    assert "nnrun: job 0 completed in an earlier start of the sweep" in again.stdout
+    assert (sweep_dir / "0" / "metrics.json").read_bytes() == kept
+    assert len(json.loads((sweep_dir / "0" / "run.json").read_text())["starts"]) == 1
+    for job in "12":
+        assert (sweep_dir / job / "metrics.json").stat().st_mtime_ns > failed_at[job], job
+    assert len(json.loads((sweep_dir / "2" / "run.json").read_text())["starts"]) == 2
+    _, rows_again = read_summary(sweep_dir)
+    assert [(r["job"], r["status"], r["error"]) for r in rows_again] == [
+        (r["job"], r["status"], r["error"]) for r in rows]
+
 
 def test_joblib_launcher_runs_jobs_side_by_side_with_the_same_summary(grid, tmp_path):
     _, grid_dir = grid
