@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -58,3 +59,24 @@ def test_the_wheel_trains_from_a_temporary_directory(installed, tmp_path):
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "metrics.json").exists()
+
+
+def test_the_wheel_carries_the_sweep_plugins(installed, tmp_path):
+    """The launcher, the sweeper and their configs come from the wheel: a parallel sweep runs,
+    and the SLURM and Optuna presets compose."""
+    where = subprocess.run(
+        [sys.executable, "-c", "import hydra_plugins.nnrun_plugins.process_launcher as m; "
+         "print(m.__file__)"], cwd=tmp_path, env=installed, capture_output=True, text=True)
+    assert where.stdout.strip().startswith(installed["PYTHONPATH"]), where
+    shown = run_installed(installed, tmp_path, "--cfg", "hydra", "hydra/launcher=slurm",
+                          "hydra/sweeper=optuna")
+    assert shown.returncode == 0, shown.stderr
+    assert "submitit_launcher.SlurmLauncher" in shown.stdout
+    assert "nnrun_plugins.optuna_sweeper.OptunaSweeper" in shown.stdout
+    swept = run_installed(installed, tmp_path, "-m", "hydra/launcher=joblib",
+                          "hydra.launcher.n_jobs=2", *TINY_SINE, "seed=1,2")
+    assert swept.returncode == 0, swept.stderr
+    assert "2 at a time in their own processes" in swept.stdout
+    (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
+    with (sweep_dir / "summary.csv").open(newline="") as f:
+        assert [row["status"] for row in csv.DictReader(f)] == ["completed", "completed"]
