@@ -78,8 +78,9 @@ class TensorBoardLogger:
         else:
             self.writer.add_figure(name, view, step, close=True)
 
-    def log_hparams(self, params: dict[str, Any]) -> None:
-        """One HPARAMS entry for this run: its hyperparameters, and that it ended.
+    def log_hparams(self, params: dict[str, Any], status: str = "completed") -> None:
+        """One HPARAMS entry for this run: its hyperparameters, and how it ended (`status` of
+        its result: completed, failed, or interrupted, which TensorBoard knows as unknown).
 
         Written into this run's own event file, so the HPARAMS tab lists one row per run and
         reads its final metrics from the scalars logged under their tags. No experiment summary
@@ -99,7 +100,8 @@ class TensorBoardLogger:
             else:  # an int too: the HPARAMS tab prints every number with toPrecision(5)
                 # (8 as "8.0000") and has no integer type; as text it reads "8"
                 start.hparams[name].string_value = str(value)
-        end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
+        ended = {"completed": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
+        end = plugin_data_pb2.SessionEndInfo(status=ended.get(status, api_pb2.STATUS_UNKNOWN))
         for tag, data in ((metadata.SESSION_START_INFO_TAG, {"session_start_info": start}),
                           (metadata.SESSION_END_INFO_TAG, {"session_end_info": end})):
             info = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(**data))

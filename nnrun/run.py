@@ -433,7 +433,7 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
         with stop_on_signals(trainer):
             result = trainer.fit(logger, progress)
         best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
-        logger.log_hparams(hparams(cfg, what_it_is(task_overrides(run_dir))))
+        logger.log_hparams(hparams(cfg, what_it_is(task_overrides(run_dir))), result["status"])
     finally:  # what was logged reaches the event file, whatever stopped the run
         progress.close()
         logger.close()

@@ -120,6 +120,20 @@ def scalar_events(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in acc.Scalars(tag)]
 
 
+def hparams_data(tb_dir: Path) -> dict[str, Any]:
+    """The run's HPARAMS plugin data (`HParamsPluginData`) by tag, as TensorBoard's hparams
+    plugin reads it from the event files in `tb_dir`."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    mux = EventMultiplexer({"run": str(tb_dir)})
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    assert list(content) == ["run"]
+    return {tag: plugin_data_pb2.HParamsPluginData.FromString(data)
+            for tag, data in content["run"].items()}
+
+
 # The targets ../shared/spec/experiments.md gives each preset, as (metric, value, tolerance): a
 # preset must carry exactly these in its `expected:` block.
 CHECKLIST: dict[str, list[tuple[str, float, float]]] = {

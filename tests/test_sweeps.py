@@ -11,8 +11,9 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from tensorboard.plugins.hparams import api_pb2, metadata
 
-from tests.helpers import TINY_SINE, get_json, nnrun, tensorboard_server
+from tests.helpers import TINY_SINE, get_json, hparams_data, nnrun, tensorboard_server
 
 TINY = [o for o in TINY_SINE if not o.startswith("model.hidden_size=")]
 METRICS = ["train/loss", "val/loss", "val/mse", "val/mae", "val/rmse", "val/r2", "best/val/loss"]
@@ -211,6 +212,9 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path):
     for row in rows[1:]:
         assert all(row[key] == "" for key in METRICS), row
     assert not (sweep_dir / "1" / "tb").exists()  # refused before anything was written
+    (nan_run,) = (sweep_dir / "2" / "tb").iterdir()  # TensorBoard shows how each run ended
+    ended = hparams_data(nan_run)[metadata.SESSION_END_INFO_TAG].session_end_info.status
+    assert ended == api_pb2.Status.STATUS_FAILURE
     check_job_dirs(sweep_dir, rows)
 
     md = (sweep_dir / "summary.md").read_text()

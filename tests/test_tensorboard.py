@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-from tests.helpers import TINY_SINE, get_json, make_config, nnrun, tensorboard_server
+from tests.helpers import (
+    TINY_SINE,
+    get_json,
+    hparams_data,
+    make_config,
+    nnrun,
+    tensorboard_server,
+)
 
 LR = 0.005  # not the default (0.001), so the HPARAMS entry must carry the override
 VAL = ["val/loss", "val/mse", "val/mae", "val/rmse", "val/r2"]
@@ -78,16 +84,6 @@ def test_forecast_figure_is_an_image_summary(run_dir):
     assert [image.step for image in images] == [metrics["steps"]]
     assert images[0].width > 0 and images[0].height > 0
     assert images[0].encoded_image_string.startswith(b"\x89PNG")
-
-
-def hparams_data(tb_dir: Path) -> dict[str, plugin_data_pb2.HParamsPluginData]:
-    """The run's HPARAMS plugin data by tag, as TensorBoard's hparams plugin reads it."""
-    mux = EventMultiplexer({"run": str(tb_dir)})
-    mux.Reload()
-    content = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)
-    assert list(content) == ["run"]
-    return {tag: plugin_data_pb2.HParamsPluginData.FromString(data)
-            for tag, data in content["run"].items()}
 
 
 def start_values(data: dict[str, plugin_data_pb2.HParamsPluginData]) -> dict[str, object]:
