@@ -117,6 +117,7 @@ def test_autoencoder_target_clusters_and_random_decodes(tmp_path, data_root):
     assert result["val/random_nearest_mse"] > 3 * result["test/mse"]
 
 
+@pytest.mark.slow  # ~18 s on 2 cores: the default suite keeps to 15 minutes
 def test_ch7_char_lstm_reproduces_the_repository_val_loss(tmp_path, data_root):
     """The book's repository: "Validation loss after 1 epochs is 2.331" (catalog/003b E7.3)."""
     result = run_preset("ch7_char_lstm", tmp_path, data_root)

@@ -95,7 +95,8 @@ def test_mnist_cnn_reaches_the_notebooks_accuracy(tmp_path, data_root):
     assert_reproduced(result, "kfu_pytorch/ch7_mnist_cnn")
 
 
-def test_cora_gcn_reaches_the_notebooks_accuracy(tmp_path, data_root):  # ~30 s on 2 cores
+@pytest.mark.slow  # ~30 s on 2 cores: the default suite keeps to 15 minutes
+def test_cora_gcn_reaches_the_notebooks_accuracy(tmp_path, data_root):
     result = train(tmp_path, "ch8_cora_gcn", f"data.root={data_root}")
     assert result["steps"] == 2000
     assert_reproduced(result, "kfu_pytorch/ch8_cora_gcn")
