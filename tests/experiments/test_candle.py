@@ -23,6 +23,7 @@ def test_single_sample_mlp_overfits_the_sample(tmp_path):
     assert result["val/acc"] == 1.0
 
 
+@pytest.mark.slow  # ~10 s: the default suite keeps to 15 minutes
 def test_simple_convnet_learns_where_the_articles_did_not(tmp_path, data_root):
     """200 SGD steps at lr 1e-3: nnrun's default falls clearly below chance (ln 10 = 2.303);
     the article's setup (only Linear layers updated, a weak init) stays there."""

@@ -23,7 +23,10 @@ def test_ch2_ols_baseline(tmp_path, data_root):
     assert_reproduced(result, "dlfs/ch2_ols_baseline")
 
 
-@pytest.mark.parametrize("preset,steps", [("ch2_linreg_boston", 1000), ("ch2_nn_boston", 10000)])
+@pytest.mark.parametrize("preset,steps", [
+    ("ch2_linreg_boston", 1000),
+    pytest.param("ch2_nn_boston", 10000, marks=pytest.mark.slow),  # ~7 s
+])
 def test_ch2_from_scratch(preset, steps, tmp_path, data_root):
     result = run_preset(preset, tmp_path, data_root)
     assert result["steps"] == steps  # iterations are batches of 23, the last of a pass has 9

@@ -56,6 +56,7 @@ def test_linear_regression_predicts_f5(tmp_path, preset):
     assert_reproduced(after, f"kfu_pytorch/{preset}")
 
 
+@pytest.mark.slow  # ~7 s: the default suite keeps to 15 minutes
 def test_boston_mlp_reaches_the_books_r2(tmp_path, data_root):
     result = train(tmp_path, "ch4_boston_mlp", f"data.root={data_root}")
     assert result["steps"] == 300  # one full-batch step per epoch
