@@ -7,10 +7,14 @@ so `nnrun --cfg job` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import re
 import signal
 import sys
+import textwrap
 import time
 import traceback
 import warnings
@@ -93,6 +97,141 @@ def group_options(group: str) -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in Path(root).glob("**/*.yaml"))
 
 
+def config_groups() -> list[str]:
+    """nnrun's config groups (`model`, `data`, ..., `experiment`), Hydra's own (`hydra/...`)
+    aside."""
+    root = Path(files("nnrun.conf"))
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and p.name != "hydra" and not p.name.startswith(("_", ".")))
+
+
+# ---- finding presets: --help, --list, tab completion ----------------------------------------
+# Hydra names a folder inside a group as a group of its own (`experiment/dlfs: ch4_mse`) in its
+# help and its tab completion, a form that does not run (`experiment/dlfs=ch4_mse` is refused);
+# what runs is the option with its folder, `experiment=dlfs/ch4_mse`. These show that form.
+
+
+def wrapped(words: list[str], indent: str = "  ") -> str:
+    """`words` in lines of at most 100 columns, never broken inside a word."""
+    return textwrap.fill("  ".join(words), 100, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def help_groups() -> str:
+    """The config groups and their options, for `nnrun --help` (conf/config.yaml's
+    `hydra.help.template` calls this as `${nnrun.groups:}`): each group on its lines, then the
+    presets as they run, one document a paragraph."""
+    lines = []
+    for group in config_groups():
+        if group != "experiment":
+            lines += [f"{group}:", wrapped(group_options(group))]
+    lines.append("experiment (the presets; `nnrun --list experiments` says what each reproduces):")
+    for _, presets in by_document(group_options("experiment")).items():
+        lines.append(wrapped([f"experiment={p}" for p in presets]))
+    return "\n".join(lines)
+
+
+def by_document(presets: list[str]) -> dict[str, list[str]]:
+    """Presets by the folder they live in, `experiments/<doc>/<id>.yaml`: their document."""
+    documents: dict[str, list[str]] = {}
+    for preset in presets:
+        documents.setdefault(preset.rpartition("/")[0], []).append(preset)
+    return documents
+
+
+def document_title(preset: str) -> str | None:
+    """The document a preset reproduces, as its header names it in its first comment line, up to
+    the first closing bracket (`Deep Learning from Scratch (Weidman)`); None if it names none
+    that way (nnrun's own examples)."""
+    path = Path(files("nnrun.conf") / "experiment" / f"{preset}.yaml")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and not line.startswith("# @package"):
+            title = re.match(r"#\s*(.+?\))[,:]", line)
+            return title[1] if title else None
+    return None
+
+
+def targets_text(preset: str) -> str:
+    """The numbers a preset reproduces (its `expected:` targets: metric, value ± tolerance), read
+    from its file alone: nothing is composed and torch is not imported."""
+    node = OmegaConf.load(Path(files("nnrun.conf") / "experiment" / f"{preset}.yaml"))
+    targets = node.get("expected") or []
+    return "; ".join(f"{t.metric} {t.value:g} ±{t.tolerance:g}" for t in targets) or \
+        "no number to reproduce: records its metrics"
+
+
+def list_experiments() -> list[str]:
+    """`nnrun --list experiments`: each document's title, then one line per preset of it, the
+    preset as it runs and the numbers it reproduces."""
+    every = group_options("experiment")
+    width = max(len(p) for p in every) + len("experiment=")
+    lines = []
+    for document, presets in by_document(every).items():
+        title = next(filter(None, map(document_title, presets)), None)
+        lines.append(f"{document}: {title}" if title else f"{document}:")
+        lines += [f"  {'experiment=' + p:<{width}}  {targets_text(p)}" for p in presets]
+    return lines
+
+
+LISTS = {"experiments": list_experiments}
+
+
+def list_command(args: list[str]) -> int:
+    """`nnrun --list <what>`: print the list, exit 0; a word that is not one of `LISTS` is one
+    line on stderr naming them, exit 2 (handled before Hydra, which knows no --list)."""
+    if len(args) != 1 or args[0] not in LISTS:
+        given = f" {' '.join(args)}" if args else ""
+        print(f"nnrun: error: --list{given}: choose one of: {', '.join(LISTS)}, e.g. nnrun "
+              "--list experiments", file=sys.stderr)
+        return 2
+    try:
+        print("\n".join(LISTS[args[0]]()), flush=True)
+    except BrokenPipeError:  # `nnrun --list experiments | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    return 0
+
+
+def completion_query(argv: list[str]) -> bool:
+    """A tab-completion query from Hydra's shell script (`nnrun -sc query=bash`, the line typed
+    so far in COMP_LINE)."""
+    return bool({"-sc", "--shell-completion"} & set(argv)) and any(
+        a.startswith("query=") for a in argv)
+
+
+def complete(offered: list[str], line: str) -> list[str]:
+    """Hydra's completions of the last word of `line`, with nested options in the form that
+    runs: for `experiment=dl`, `experiment=dlfs/ch2_linreg_boston` ... (Hydra lists only a
+    group's top-level files, and offers none); and `experiment=` where Hydra offers the folder
+    forms `experiment/`, `experiment/dlfs=`, which do not run."""
+    word = "" if not line or line[-1].isspace() else line.split()[-1]
+    sign = word[:len(word) - len(word.lstrip("+~"))]
+    key, eq, partial = word[len(sign):].partition("=")
+    words = set(offered)
+    for group in config_groups():
+        options = group_options(group)
+        if not any("/" in option for option in options):
+            continue
+        folder_forms = {w for w in words if w.lstrip("+~").startswith(f"{group}/")}
+        words -= folder_forms
+        if folder_forms:
+            words.add(f"{sign}{group}=")
+        if eq and key == group:
+            words |= {f"{sign}{group}={o}" for o in options if o.startswith(partial)}
+    return sorted(words)
+
+
+def completion_command() -> int:
+    """Hydra answers the completion query; `complete` corrects its answer for nested options,
+    printed the way Hydra prints it (words on one line, or one a line for fish)."""
+    answer = io.StringIO()
+    with contextlib.redirect_stdout(answer):
+        job()
+    text = answer.getvalue().strip()
+    sep = "\n" if "\n" in text or "query=fish" in sys.argv else " "
+    print(sep.join(complete(text.split(), os.environ.get("COMP_LINE", ""))))
+    return 0
+
+
 def one_line(err: Exception) -> str:
     """Hydra's multi-line messages, folded to one line that ends with what to do."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -104,17 +243,34 @@ def one_line(err: Exception) -> str:
     return "; ".join(line for line in lines if not line.startswith("Set the environment"))
 
 
+def import_from_here() -> None:
+    """Put the folder the command runs in first on `sys.path`, as `python -m nnrun` does, so
+    that a user's own `_target_: mynet.Net` imports mynet.py from there. The console script
+    alone would not: Python puts the script's own folder (the environment's bin/) there instead.
+    Only this folder, not a `--config-dir`'s: one rule, the one `python -m` and notebooks
+    follow; code kept elsewhere is reached through PYTHONPATH."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == here for entry in sys.path):
+        sys.path.insert(0, here)
+
+
 def command() -> int:
     """The `nnrun` command in this process: Hydra composes, `run` trains, and an error a user
     can fix prints as one line. Returns the exit status: 0, 1 for a failed run or sweep, 2 for
     bad input."""
+    if sys.argv[1:2] == ["--list"]:  # before Hydra, which would refuse the flag
+        return list_command(sys.argv[2:])
     register()  # nnrun's launcher and sweeper
+    OmegaConf.register_new_resolver("nnrun.groups", help_groups, replace=True)  # for --help
+    import_from_here()  # a user's own `_target_: mynet.Net` beside them
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of printing them
     # PyG (Cora, GCN) calls torch.jit.script as it is imported: a warning no user can act on
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
     try:
         try:
+            if completion_query(sys.argv[1:]):
+                return completion_command()
             job()
         except PastHydra as carried:
             raise carried.error from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnrun import checkpoint
-from nnrun.console import ProgressBar
+from nnrun.console import EpochLines
 from nnrun.data import Batches, Data
 from nnrun.errors import ConfigError
 from nnrun.logger import TensorBoardLogger
@@ -89,6 +89,26 @@ class NonFinite(Exception):
         self.step = step
 
 
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on `device` when `bf16` (trainer.bf16), else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def evaluate_split(model: nn.Module, task: Task, batches: Batches, bf16: bool = False,
+                   module: nn.Module | None = None) -> dict[str, float]:
+    """The task's metrics of `model` over one split, in order, with the model in eval mode
+    (`module`: the module to switch, when `model` is a compiled wrapper of it) and, with
+    `bf16`, under bfloat16 autocast as in training. The model is left in eval mode."""
+    (module or model).eval()
+    device = next((module or model).parameters()).device
+    totals: dict[str, torch.Tensor | int] = {}
+    with autocast(device, bf16), torch.no_grad():
+        for batch in batches.epoch():
+            for key, value in task.eval_stats(model, batch).items():
+                totals[key] = totals[key] + value if key in totals else value
+    return task.metrics(totals)
+
+
 class Trainer:
     """Fits `model` on `data` for `task`, evaluating, logging and checkpointing as `cfg` says.
 
@@ -116,7 +136,7 @@ class Trainer:
         self.stopped_early = False  # early stopping ended the run
         self.stop_signal: int | None = None  # set by a signal handler: stop at the next step
         self.metrics: dict[str, float] = {}
-        self._eval_step = self._saved_step = -1
+        self._eval_step = self._saved_step = self._marked_step = -1
         self._written: tuple[int, Path] | None = None  # the step and file of the last save
         self._epoch_order = self.data_rng.get_state()  # data-order state this epoch started from
         # Recent training losses, until they are logged. On the CPU each is read as it comes
@@ -133,7 +153,7 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------
 
-    def fit(self, logger: TensorBoardLogger, progress: ProgressBar) -> dict[str, Any]:
+    def fit(self, logger: TensorBoardLogger, progress: EpochLines) -> dict[str, Any]:
         """Train until `epochs`, `max_steps` or early stopping; returns status and final metrics.
 
         The logger comes in here rather than at construction, so that `run` creates it (and
@@ -223,6 +243,7 @@ class Trainer:
         self.stopped_early = self.stopped_early or (due and self._validate())
         if self.epoch % cfg.save_every == 0:
             self._save("last.pt")
+        self._mark()
         return self.stopped_early
 
     def _test(self) -> dict[str, float]:
@@ -268,14 +289,10 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, batches: Batches) -> dict[str, float]:
         """The task's metrics over one split, in order."""
-        self.model.eval()
-        totals: dict[str, torch.Tensor | int] = {}
-        with self._autocast():
-            for batch in batches.epoch():
-                for key, value in self.task.eval_stats(self.forward_model, batch).items():
-                    totals[key] = totals[key] + value if key in totals else value
+        metrics = evaluate_split(self.forward_model, self.task, batches, self.cfg.bf16,
+                                 self.model)
         self.model.train()
-        return self.task.metrics(totals)
+        return metrics
 
     def _validate(self) -> bool:
         """Evaluate on the validation split, track the best, save best.pt; True = stop early."""
@@ -294,12 +311,26 @@ class Trainer:
             self._save("best.pt")
         else:
             self.bad_evals += 1
+        self._mark()
         return self.cfg.patience is not None and self.bad_evals >= self.cfg.patience
 
+    def _mark(self) -> None:
+        """Where the run stands, for the plain progress lines: at each epoch end and each
+        evaluation, once a step (an epoch that ends on an evaluation gives one line). The
+        training loss is the last one logged; the monitored metric shows where it was just
+        measured; the learning rate is read off the optimizer, as the logger reads it."""
+        if self._marked_step == self.step:
+            return
+        self._marked_step = self.step
+        values = {"train/loss": self.metrics.get("train/loss")}
+        if self._eval_step == self.step:
+            values[self.cfg.monitor] = self.metrics.get(self.cfg.monitor)
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
+        epoch = self.epoch + 1 if self.batch_in_epoch else self.epoch  # the one under way
+        self.progress.mark(epoch, self.step, {k: v for k, v in values.items() if v is not None})
+
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.cfg.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return autocast(self.device, self.cfg.bf16)
 
     # ---- checkpoints ------------------------------------------------------------------------
 
@@ -319,6 +350,8 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
             "best": self.best, "bad_evals": self.bad_evals, "metrics": dict(self.metrics),
             "rng": checkpoint.rng_state(order), "config": self.config,
+            "sizes": asdict(self.data.sizes),
+            "vocabularies": {k: list(v) for k, v in self.data.vocabularies.items()},
         }
         broken = checkpoint.non_finite(state)
         if broken:  # never write a checkpoint that cannot be trained on from
