@@ -26,9 +26,15 @@ from torch import nn
 from nnrun.errors import CheckpointError
 
 FORMAT = "nnrun-checkpoint"
-VERSION = 2  # 2: sha256 and metrics added
+VERSION = 3  # 2: sha256 and metrics added; 3: sizes and vocabularies added
 KEYS = frozenset({"format", "version", "model", "optimizer", "schedule", "epoch", "step",
-                  "batch_in_epoch", "best", "bad_evals", "rng", "config", "metrics", "sha256"})
+                  "batch_in_epoch", "best", "bad_evals", "rng", "config", "metrics", "sha256",
+                  "sizes", "vocabularies"})
+# What a run needs besides its weights to use the model on its own (`nnrun.load`,
+# `nnrun-eval`): the data-derived sizes its constructor took (`nnrun.data.Sizes` as a dict)
+# and, for token data, the token strings by id. A version 2 checkpoint lacks them and loads
+# with None; everything else reads it as before.
+ADDED_IN_3 = frozenset({"sizes", "vocabularies"})
 
 
 def _umask() -> int:
@@ -165,7 +171,8 @@ def load(path: Path, key: str = "trainer.resume") -> dict[str, Any]:
     if path.is_dir():
         raise CheckpointError(f"{key}: {path} is a directory; {fix}")
     if not path.is_file():
-        raise CheckpointError(f"{key}: {path} does not exist; {fix}, or auto")
+        raise CheckpointError(f"{key}: {path} does not exist; {fix}"
+                              + (", or auto" if key == "trainer.resume" else ""))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -178,12 +185,13 @@ def load(path: Path, key: str = "trainer.resume") -> dict[str, Any]:
                               f"({type(err).__name__}); {fix}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{key}: {path} is not an nnrun checkpoint; {fix}")
-    if state.get("version") != VERSION:
+    if state.get("version") not in (2, VERSION):
         raise CheckpointError(f"{key}: {path} has format version {state.get('version')!r}, this "
-                              f"nnrun reads version {VERSION}; use it with the nnrun that wrote "
-                              "it")
-    if set(state) != KEYS:
-        missing, unknown = sorted(KEYS - set(state)), sorted(set(state) - KEYS)
+                              f"nnrun reads versions 2 and {VERSION}; use it with the nnrun that "
+                              "wrote it")
+    expected = KEYS if state["version"] == VERSION else KEYS - ADDED_IN_3
+    if set(state) != expected:
+        missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
         raise CheckpointError(f"{key}: {path} is damaged: missing keys {missing}, "
                               f"unknown keys {unknown}; {fix}")
     wrong = _wrong_fields(state)
@@ -195,7 +203,7 @@ def load(path: Path, key: str = "trainer.resume") -> dict[str, Any]:
                               f"{found[:12]}..., not the {state['sha256'][:12]}... stored when it "
                               f"was written; use another checkpoint (best.pt, or an earlier "
                               "copy)")
-    return state
+    return {name: None for name in ADDED_IN_3} | state
 
 
 def _count(value: Any) -> bool:
@@ -233,6 +241,13 @@ def _wrong_fields(state: dict[str, Any]) -> list[str]:
             wrong.append(f"{name} is {type(state[name]).__name__}, not a dict")
     if not isinstance(state["sha256"], str):
         wrong.append("sha256 is not a string")
+    if state.get("sizes") is not None and not isinstance(state["sizes"], dict):
+        wrong.append(f"sizes is {type(state['sizes']).__name__}, not a dict")
+    vocabularies = state.get("vocabularies")
+    if vocabularies is not None and not (isinstance(vocabularies, dict) and all(
+            isinstance(v, list) and all(isinstance(t, str) for t in v)
+            for v in vocabularies.values())):
+        wrong.append("vocabularies is not a dict of lists of token strings")
     rng = state["rng"]
     shapes = [("rng", rng, RNG_FIELDS)]
     if isinstance(rng, dict):

@@ -10,6 +10,7 @@ runner may use) and the few helpers every task may use (`check_reduction`, `with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,16 @@ class Task:
         pixels in [0, 1]), an `Embedding`, or a scalar (a float, which also goes into the final
         metrics)."""
         return {}
+
+    def generate(self, model: nn.Module, prompts: list[str],
+                 vocabularies: dict[str, Sequence[str]], **options: Any) -> list[str]:
+        """What a trained model makes of each prompt, as text (`nnrun-eval --generate`): a
+        character model continues a prime, a translator translates a sentence. `vocabularies`
+        are the run's own (from its checkpoint), so nothing is read from the corpus; `options`
+        are the command's (`length`, `temperature`, `seed`). By default a task makes nothing."""
+        raise ConfigError(f"--generate: task {type(self).__name__} makes no text from a prompt; "
+                          "it works with character models (task=next_char) and translators "
+                          "(task=translation)")
 
 
 @dataclass

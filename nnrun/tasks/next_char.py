@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -79,16 +80,40 @@ class NextCharacter(Classification):
         """`samples/text`: `sample_len` characters drawn one at a time from the model's softmax,
         starting from `prime` and feeding the recurrent state forward (`model.forward_state`);
         indented as a Markdown code block, so TensorBoard keeps the line breaks."""
-        vocab, prime = self.vocab, self.prime
-        model.eval()
-        device = next(model.parameters()).device
-        x = torch.tensor([[vocab.index(c) for c in prime]], device=device)
-        logits, state = model.forward_state(x)
-        out = []
-        for _ in range(self.sample_len):
-            probs = torch.softmax(logits[0, -1].float().cpu() / self.temperature, dim=-1)
-            i = int(torch.multinomial(probs, 1, generator=self.generator))
-            out.append(vocab[i])
-            logits, state = model.forward_state(x.new_tensor([[i]]), state)
-        text = prime + "".join(out)
+        text = sample(model, self.vocab, self.prime, self.sample_len, self.temperature,
+                      self.generator)
         return {"samples/text": "\n".join("    " + line for line in text.split("\n"))}
+
+    def generate(self, model: nn.Module, prompts: list[str],
+                 vocabularies: dict[str, Sequence[str]], length: int = 200,
+                 temperature: float = 1.0, seed: int = 0, **options: Any) -> list[str]:
+        """Each prompt continued by `length` characters sampled at `temperature`."""
+        vocab = vocabularies["chars"]
+        if temperature <= 0:
+            raise ConfigError(f"--temperature {temperature} must be > 0")
+        for prime in prompts:
+            missing = sorted(set(prime) - set(vocab))
+            if not prime or missing:
+                raise ConfigError(f"--generate {prime!r}: a prime needs characters of the "
+                                  f"model's vocabulary; not in it: {missing or 'an empty prime'}")
+        generator = torch.Generator().manual_seed(seed)
+        return [sample(model, vocab, prime, length, temperature, generator)
+                for prime in prompts]
+
+
+@torch.no_grad()
+def sample(model: nn.Module, vocab: Sequence[str], prime: str, length: int, temperature: float,
+           generator: torch.Generator) -> str:
+    """`prime` and `length` characters drawn one at a time from the model's softmax at
+    `temperature`, feeding the recurrent state forward (`model.forward_state`)."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.tensor([[vocab.index(c) for c in prime]], device=device)
+    logits, state = model.forward_state(x)
+    out = []
+    for _ in range(length):
+        probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=-1)
+        i = int(torch.multinomial(probs, 1, generator=generator))
+        out.append(vocab[i])
+        logits, state = model.forward_state(x.new_tensor([[i]]), state)
+    return prime + "".join(out)

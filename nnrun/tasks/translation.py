@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from rapidfuzz.distance import Levenshtein
 from torch import Tensor, nn
 
 from nnrun.data import Batch, Batches, Data
-from nnrun.data.translation import EOS, PAD, SOS, codes_to_text
+from nnrun.data.translation import EOS, PAD, SOS, WordTokenizer, codes_to_text
 from nnrun.errors import ConfigError
 from nnrun.models.transformer import causal_mask, padding_mask
 from nnrun.tasks import Task
@@ -118,6 +119,19 @@ class Translation(Task):
         """Greedy translations of a (B, S) batch of source ids, as text."""
         return [" ".join(self.target[i] for i in ids if i != PAD)
                 for ids in greedy_decode(model, src, self.max_len)]
+
+    def generate(self, model: nn.Module, prompts: list[str],
+                 vocabularies: dict[str, Sequence[str]], **options: Any) -> list[str]:
+        """Each prompt translated greedily, tokenised with the run's own source vocabulary
+        (a word it never saw is [UNK], as in training)."""
+        source = WordTokenizer(vocabularies["source"])
+        self.target = vocabularies["target"]
+        rows = [[SOS, *source.encode(text), EOS] for text in prompts]
+        longest = max(len(row) for row in rows)
+        device = next(model.parameters()).device
+        src = torch.tensor([row + [PAD] * (longest - len(row)) for row in rows], device=device)
+        model.eval()
+        return self.translate(model, src)
 
     def eval_stats(self, model: nn.Module, batch: Batch) -> dict[str, Tensor | int]:
         label, refs = batch[2], batch[3]
