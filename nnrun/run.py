@@ -13,6 +13,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import typing
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from torch import nn
 
 from nnrun import checkpoint
 from nnrun.callbacks import what_it_is
-from nnrun.console import ProgressBar, print_config, print_summary
+from nnrun.console import device_name, live, print_config, print_summary, say, watcher
 from nnrun.data import Sizes
 from nnrun.errors import (
     CheckpointError,
@@ -95,32 +96,82 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed} must be a whole number from 0 to 2**32 - 1, e.g. seed=1")
     for group in GROUPS:
-        node = cfg[group]
-        try:
-            target = get_object(node._target_)
-            params = inspect.signature(target).parameters
-        except Exception as err:
-            raise ConfigError(f"{group}._target_={node._target_!r} cannot be imported ({err}); "
-                              "check the spelling of the class path") from None
-        hints = _type_hints(target)
-        for key, value in node.items():
-            if key.startswith("_"):
-                continue
-            if key not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-                raise ConfigError(f"{group}.{key} is not an argument of {node._target_}; "
-                                  f"remove it or use one of: {', '.join(params)}")
-            hint = hints.get(key)
-            if key in params and _numeric(params[key], hint) and isinstance(value, str):
-                raise ConfigError(f"{group}.{key}={value!r} is not a number; pass e.g. "
-                                  f"{group}.{key}={params[key].default}")
-            if isinstance(value, float) and _kinds(hint) == {int}:
-                example = params[key].default if key in params else 1
-                raise ConfigError(f"{group}.{key}={value} must be a whole number, e.g. "
-                                  f"{group}.{key}={example}")
+        check_group(cfg, group)
     for key, ok, fix in RULES:
         value = OmegaConf.select(cfg, key)
         if value is not None and not ok(value):
             raise ConfigError(f"{key}={value} {fix}")
+
+
+def check_group(cfg: DictConfig, group: str) -> None:
+    """Check one group's values against its constructor's signature: part of `validate`, and
+    on its own where only that group is built (`nnrun.load` rebuilds a run's model alone)."""
+    node = cfg[group]
+    target = import_target(f"{group}._target_", node._target_)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{group}._target_={node._target_!r} is not a class or function "
+                          f"({err})") from None
+    hints = _type_hints(target)
+    for key, value in node.items():
+        if key.startswith("_"):
+            continue
+        if key not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            takes = f"use one of: {', '.join(params)}" if params else "it takes no arguments"
+            raise ConfigError(f"{group}.{key} is not an argument of {node._target_}; "
+                              f"remove it or {takes}")
+        hint = hints.get(key)
+        if key in params and _numeric(params[key], hint) and isinstance(value, str):
+            raise ConfigError(f"{group}.{key}={value!r} is not a number; pass e.g. "
+                              f"{group}.{key}={params[key].default}")
+        if isinstance(value, float) and _kinds(hint) == {int}:
+            example = params[key].default if key in params else 1
+            raise ConfigError(f"{group}.{key}={value} must be a whole number, e.g. "
+                              f"{group}.{key}={example}")
+
+
+def import_target(key: str, target: str) -> Any:
+    """The class or function a `_target_` names, imported. One that cannot be is a ConfigError
+    that says why in one line. A module that is not found at all is named with the folders it
+    was looked for in, so that a user's own `_target_: mynet.Net` that is not found says where
+    mynet.py should be (the folder nnrun runs in, see `nnrun.cli.import_from_here`)."""
+    from hydra._internal.utils import _locate  # what `instantiate` uses to find a target
+
+    try:  # not hydra.utils.get_object, which logs the failure, leaving a nnrun.log behind
+        return _locate(target)
+    except Exception as err:
+        cause = err.__cause__ or err  # Hydra wraps the import's own error in an ImportError
+    top = target.split(".")[0]
+    if isinstance(cause, ModuleNotFoundError) and cause.name == top:
+        raise ConfigError(f"{key}={target!r} cannot be imported: there is no module {top!r} in "
+                          f"{', '.join(user_folders()) or 'no folder of yours'} or the installed "
+                          f"packages; put {top}.py in the folder you run nnrun from, or add its "
+                          "folder to PYTHONPATH") from None
+    detail = (str(cause).strip().splitlines() or [""])[0][:200]
+    misspelt = isinstance(cause, AttributeError) or (  # a name missing along the path
+        isinstance(cause, ModuleNotFoundError) and f"{target}.".startswith(f"{cause.name}."))
+    fix = ("check the spelling of the class path" if misspelt else
+           "its module fails as it is imported; fix it, or try `python -c 'import "
+           f"{target.rsplit('.', 1)[0]}'`")
+    raise ConfigError(f"{key}={target!r} cannot be imported ({type(cause).__name__}: "
+                      f"{detail}); {fix}") from None
+
+
+def user_folders() -> list[str]:
+    """The folders on `sys.path` that may hold a user's own modules, in the order Python
+    searches them: the current folder and PYTHONPATH's, not the interpreter's own (the standard
+    library, site-packages), which no user puts a model in."""
+    own = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                        sys.base_exec_prefix)}
+    folders: list[str] = []
+    for entry in sys.path:
+        path = os.path.abspath(entry or os.curdir)
+        if path in folders or not os.path.isdir(path) or any(
+                path == p or path.startswith(p + os.sep) for p in own):
+            continue
+        folders.append(path)
+    return folders
 
 
 # Values whose constructors would accept them and fail later, mid-run, or quietly train on
@@ -420,15 +471,16 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     elif init is not None:
         start["init_from"] = str(init)
     held.record(start, hydra_record(cfg, run_dir))  # from here on the run directory is this run's
+    say(f"nnrun: run {run_dir} on {device_name(start)}")
     shown = [f"{k} {old} -> {new}" for k, (old, new) in changed.items() if k != "trainer.resume"]
     if shown:
-        print(f"nnrun: resuming {path} at step {trainer.step} with {', '.join(shown)}")
+        say(f"nnrun: resuming {path} at step {trainer.step} with {', '.join(shown)}")
     if trainer_cfg.progress:
-        print_config(config)
+        print_config({**config, "device": device_name(start)})  # not `select_device(name=auto)`
     logger = TensorBoardLogger(tensorboard_dir(run_dir),
                                purge_step=trainer.step + 1 if state else None)
-    progress = ProgressBar(trainer_cfg.progress, trainer.total_steps, trainer.step,
-                           trainer_cfg.epochs)
+    progress = watcher(trainer_cfg.progress, trainer.total_steps, trainer.step,
+                       trainer_cfg.epochs)
     try:
         with stop_on_signals(trainer):
             result = trainer.fit(logger, progress)
@@ -442,8 +494,7 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     if trainer.stop_signal is not None:
         result["signal"] = signal.Signals(trainer.stop_signal).name
     checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
-    if trainer_cfg.progress:
-        print_summary(result, best, run_dir)
+    print_summary(result, best, run_dir, as_table=live(trainer_cfg.progress))
     if result["status"] == "failed":
         raise TrainingFailed(f"{result['error']}; lower optimizer.lr or set "
                              "trainer.clip_grad_norm")

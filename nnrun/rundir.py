@@ -22,6 +22,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ class RunDir:
                               "trainer.resume=auto to continue it, or choose another directory")
         try:
             holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                      "started": _now()}
+                      "started": timestamp()}
             (self.path / HOLDER).write_text(json.dumps(holder) + "\n")
             for leftover in [*self.path.glob(".*.tmp"), *self.path.glob("checkpoints/.*.tmp"),
                              *self.path.glob("checkpoints/.*.link")]:
@@ -154,7 +155,8 @@ def write_hydra_record(run_dir: Path, record: dict[str, Any]) -> None:
         OmegaConf.save(node, run_dir / ".hydra" / name)
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Now, in local time with its offset, to the second (ISO 8601)."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
@@ -178,13 +180,23 @@ def source_commit() -> str | None:
             + ", ".join(line[3:] for line in changed[:5]) + (" ..." if len(changed) > 5 else ""))
 
 
+# How a start was asked for when not from the command line: `nnrun.train` sets its call here,
+# since `sys.argv` is then the host's (a notebook kernel's own arguments, `-f kernel.json`).
+CALLED_AS: ContextVar[str | None] = ContextVar("nnrun_called_as", default=None)
+
+
+def command_line() -> str:
+    """The command line this process was started with, as a shell would take it."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
 def provenance(device: Any, seed: int) -> dict[str, Any]:
     """What a start of a run was made of: versions, the device really used, threads, seed,
     host, command line and time."""
     import torch
 
     record: dict[str, Any] = {
-        "started": _now(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "started": timestamp(), "command": CALLED_AS.get() or command_line(),
         "nnrun": metadata.version("nnrun"), "source": source_commit(),
         "python": platform.python_version(), "torch": torch.__version__,
         "device": str(device), "threads": torch.get_num_threads(), "seed": seed,
