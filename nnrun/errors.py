@@ -3,6 +3,11 @@
 import signal
 from typing import Any
 
+# The graph options need an optional part of nnrun; their one line when it is not installed.
+GRAPH_EXTRA = ("{what} needs PyTorch Geometric, which the default install leaves out; install "
+               "nnrun's graph extra: pip install 'nnrun[graph]' (in a checkout: pip install -e "
+               "'.[graph]')")
+
 
 class NnrunError(Exception):
     """Base class: the message names the key or file and what to do. Bad input exits 2."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_SINE
+from tests.helpers import TINY_SINE, nnrun
 
 ROOT = Path(__file__).parents[1]
 
@@ -80,3 +80,23 @@ def test_the_wheel_carries_the_sweep_plugins(installed, tmp_path):
     (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
     with (sweep_dir / "summary.csv").open(newline="") as f:
         assert [row["status"] for row in csv.DictReader(f)] == ["completed", "completed"]
+
+
+@pytest.mark.parametrize("option", [["data=cora", "model=gcn"], ["data=cora", "model=mlp"]])
+def test_without_the_graph_extra_a_graph_option_says_what_to_install(option, tmp_path):
+    """PyTorch Geometric is the `graph` extra: where it is missing (here hidden behind a package
+    of that name that cannot be imported), a graph option is one line naming the extra."""
+    hidden = tmp_path / "hide"
+    (hidden / "torch_geometric").mkdir(parents=True)
+    (hidden / "torch_geometric" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'torch_geometric'\")\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = nnrun(*option, "trainer.progress=false", cwd=work,
+                 env={"PYTHONPATH": str(hidden)})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["nnrun: error: data=cora needs PyTorch Geometric, which the default install "
+                     "leaves out; install nnrun's graph extra: pip install 'nnrun[graph]' (in a "
+                     "checkout: pip install -e '.[graph]')"], lines
+    assert list(work.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nnrun.data import Data, Sizes, data_root, missing_dataset
 from nnrun.data.batches import FullBatch
+from nnrun.errors import GRAPH_EXTRA, ConfigError
 
 
 def cora(root: str | None = None, normalize_features: bool = True, download: bool = True) -> Data:
@@ -11,7 +12,10 @@ def cora(root: str | None = None, normalize_features: bool = True, download: boo
 
     Every split is the whole graph plus its mask; train, val and test share one copy of it.
     """
-    from torch_geometric.datasets import Planetoid
+    try:
+        from torch_geometric.datasets import Planetoid
+    except ImportError:
+        raise ConfigError(GRAPH_EXTRA.format(what="data=cora")) from None
 
     path = data_root(root)
     raw = path / "Cora" / "raw"

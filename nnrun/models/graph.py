@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from nnrun.errors import GRAPH_EXTRA, ConfigError
+
 
 class GCN(nn.Module):
     """Graph convolutional network (Kipf & Welling) from PyTorch Geometric's GCNConv layers.
@@ -26,7 +28,10 @@ class GCN(nn.Module):
                  hidden_sizes: Sequence[int] = (16,), dropout: float = 0.5,
                  input_dropout: bool = True) -> None:
         super().__init__()
-        from torch_geometric.nn import GCNConv  # heavy import, only where a GCN is built
+        try:
+            from torch_geometric.nn import GCNConv  # heavy import, only where a GCN is built
+        except ImportError:
+            raise ConfigError(GRAPH_EXTRA.format(what="model=gcn")) from None
 
         sizes = [in_shape[0], *hidden_sizes, out_features]
         self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes, sizes[1:]))
