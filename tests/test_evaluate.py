@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,17 @@ from nnrun import checkpoint
 from nnrun.run import run
 from tests.helpers import make_config, nnrun
 
-EVAL = shutil.which("nnrun-eval")
+# The console script installed beside this interpreter: CI runs .venv/bin/pytest without
+# putting .venv/bin on PATH
+EVAL = Path(sys.executable).parent / "nnrun-eval"
 
 
 def nnrun_eval(*args: str, cwd: Path, env: dict[str, str] | None = None,
                ) -> subprocess.CompletedProcess:
     """The installed `nnrun-eval` console script in a subprocess."""
-    assert EVAL, "nnrun-eval is not installed (pip install -e .)"
+    assert EVAL.is_file(), f"no {EVAL}: nnrun is not installed (pip install -e .)"
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([EVAL, *args], cwd=cwd, env=full_env, capture_output=True,
+    return subprocess.run([str(EVAL), *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=300)
 
 
