@@ -147,6 +147,7 @@ def test_a_sweep_killed_at_a_random_moment_resumes_to_the_same_results(straight,
         assert all(torch.equal(a[k], b[k]) for k in a), row["job"]
 
 
+@pytest.mark.slow  # ~14 s (three job processes, each importing torch): the suite keeps to 15 min
 def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
     """Two identical jobs under `submitit_local`; job 0 gets submitit's preemption signal
     (SIGUSR2) mid-run: it saves a checkpoint at its step, submitit requeues it, and the
