@@ -36,9 +36,8 @@ from nnrun.errors import Interrupted, NnrunError, PastHydra, SweepChanged, Sweep
 @hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
 def job(cfg: DictConfig) -> dict[str, Any] | None:
     """One Hydra job. In a sweep, a failing job is recorded as failed and the sweep goes on."""
-    from nnrun.checkpoint import write_json
     from nnrun.run import earlier_result, hydra_record, run
-    from nnrun.rundir import write_hydra_record
+    from nnrun.rundir import record_failure
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -69,9 +68,7 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
         print(f"nnrun: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr)
         metrics = run_dir / "metrics.json"
         if not metrics.exists() or metrics.stat().st_mtime < started:  # failed before training
-            if not (run_dir / ".hydra").exists():
-                write_hydra_record(run_dir, hydra_record(cfg, run_dir) or {})
-            write_json({"status": "failed", "error": str(err)}, metrics)
+            record_failure(run_dir, str(err), hydra_record(cfg, run_dir) or {})
         return None
 
 

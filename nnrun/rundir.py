@@ -155,6 +155,17 @@ def write_hydra_record(run_dir: Path, record: dict[str, Any]) -> None:
         OmegaConf.save(node, run_dir / ".hydra" / name)
 
 
+def record_failure(run_dir: Path, error: str, record: dict[str, Any]) -> None:
+    """A sweep's job that failed without recording it (before training, or its process died):
+    `metrics.json` says `failed` with `error`, for the sweep's summary; Hydra's `record` of the
+    job (`.hydra/`) is written if the job had not written its own."""
+    from nnrun.checkpoint import write_json
+
+    if not (run_dir / ".hydra").exists():
+        write_hydra_record(run_dir, record)
+    write_json({"status": "failed", "error": error}, run_dir / "metrics.json")
+
+
 def timestamp() -> str:
     """Now, in local time with its offset, to the second (ISO 8601)."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -244,16 +244,13 @@ def died(exitcode: int | None) -> str:
 def record_crash(job_dir: Path, overrides: list[str], cause: str) -> None:
     """metrics.json `failed` with its cause, and the job's overrides if it had not written
     them yet; a record the job completed is kept."""
-    from nnrun.checkpoint import write_json
-    from nnrun.rundir import write_hydra_record
+    from nnrun.rundir import record_failure
 
     metrics = job_dir / "metrics.json"
     if metrics.exists() and json.loads(metrics.read_text()).get("status") == "completed":
         return
-    if not (job_dir / ".hydra" / "overrides.yaml").exists():
-        write_hydra_record(job_dir, {"overrides.yaml": OmegaConf.create(overrides)})
     print(f"nnrun: job {job_dir.name} failed: {cause}", file=sys.stderr)
-    write_json({"status": "failed", "error": cause}, metrics)
+    record_failure(job_dir, cause, {"overrides.yaml": OmegaConf.create(overrides)})
 
 
 class _StopOnSignals:
