@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from nnrun.errors import ConfigError, PastHydra, SweepFailed
+from nnrun.errors import ConfigError, NnrunError, PastHydra, SweepFailed
+from nnrun.launch import launch_env
 from nnrun.rundir import cannot_create, note_new_dirs
 
 if TYPE_CHECKING:
@@ -30,7 +31,20 @@ class RunDirGuard(Callback):
     its lock, in `nnrun.rundir.RunDir`."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            launch = launch_env()
+        except NnrunError as err:
+            raise PastHydra(err) from None
         run_dir = Path(config.hydra.run.dir)
+        if launch is not None:  # one rank of a torchrun run: rank 0 chooses the directory
+            from nnrun import parallel  # torch: only for a run that is starting
+
+            group = parallel.start(launch, config.trainer.collective_timeout_s)
+            run_dir = Path(group.agree_run_dir(os.path.abspath(run_dir)))
+            with read_write(config), open_dict(config):
+                config.hydra.run.dir = str(run_dir)  # what Hydra creates and runs the job in
+            if not group.main:
+                return
         note_new_dirs(run_dir)
         try:  # here rather than in Hydra, which would fail with a traceback
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +56,12 @@ class RunDirGuard(Callback):
         (`trainer.resume=auto`), and a sweep directory that cannot be created; create nothing
         (the launcher creates the directory when it starts the first job, after the sweeper
         has checked its own settings)."""
+        if any(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+            raise PastHydra(ConfigError(
+                "nnrun -m under torchrun: each process would run the whole sweep; run the sweep "
+                "without torchrun, its jobs data-parallel on SLURM (hydra/launcher=slurm with "
+                "hydra.launcher.tasks_per_node=N, README \"Many processes and machines\"), or "
+                "start one torchrun per job"))
         sweep_dir = Path(config.hydra.sweep.dir)
         if holds_sweep(sweep_dir) and OmegaConf.select(config, "trainer.resume") != "auto":
             raise PastHydra(ConfigError(

@@ -26,15 +26,20 @@ from torch import nn
 from nnrun.errors import CheckpointError
 
 FORMAT = "nnrun-checkpoint"
-VERSION = 3  # 2: sha256 and metrics added; 3: sizes and vocabularies added
+VERSION = 4  # 2: sha256 and metrics; 3: sizes and vocabularies; 4: processes and rng_ranks
 KEYS = frozenset({"format", "version", "model", "optimizer", "schedule", "epoch", "step",
                   "batch_in_epoch", "best", "bad_evals", "rng", "config", "metrics", "sha256",
-                  "sizes", "vocabularies"})
+                  "sizes", "vocabularies", "processes", "rng_ranks"})
 # What a run needs besides its weights to use the model on its own (`nnrun.load`,
 # `nnrun-eval`): the data-derived sizes its constructor took (`nnrun.data.Sizes` as a dict)
 # and, for token data, the token strings by id. A version 2 checkpoint lacks them and loads
 # with None; everything else reads it as before.
 ADDED_IN_3 = frozenset({"sizes", "vocabularies"})
+# A data-parallel run (`nnrun.parallel`) is saved by rank 0: `processes` is how many ranks
+# trained it, `rng` rank 0's random state and `rng_ranks` those of ranks 1 and up, so that each
+# rank continues its own streams. An earlier checkpoint is one process's, with no others.
+ADDED_IN_4 = frozenset({"processes", "rng_ranks"})
+EARLIER = {2: ADDED_IN_3 | ADDED_IN_4, 3: ADDED_IN_4, VERSION: frozenset()}
 
 
 def _umask() -> int:
@@ -185,11 +190,11 @@ def load(path: Path, key: str = "trainer.resume") -> dict[str, Any]:
                               f"({type(err).__name__}); {fix}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{key}: {path} is not an nnrun checkpoint; {fix}")
-    if state.get("version") not in (2, VERSION):
+    if state.get("version") not in EARLIER:
         raise CheckpointError(f"{key}: {path} has format version {state.get('version')!r}, this "
-                              f"nnrun reads versions 2 and {VERSION}; use it with the nnrun that "
+                              f"nnrun reads versions 2 to {VERSION}; use it with the nnrun that "
                               "wrote it")
-    expected = KEYS if state["version"] == VERSION else KEYS - ADDED_IN_3
+    expected = KEYS - EARLIER[state["version"]]
     if set(state) != expected:
         missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
         raise CheckpointError(f"{key}: {path} is damaged: missing keys {missing}, "
@@ -203,7 +208,7 @@ def load(path: Path, key: str = "trainer.resume") -> dict[str, Any]:
                               f"{found[:12]}..., not the {state['sha256'][:12]}... stored when it "
                               f"was written; use another checkpoint (best.pt, or an earlier "
                               "copy)")
-    return {name: None for name in ADDED_IN_3} | state
+    return {name: None for name in ADDED_IN_3} | {"processes": 1, "rng_ranks": []} | state
 
 
 def _count(value: Any) -> bool:
@@ -248,6 +253,11 @@ def _wrong_fields(state: dict[str, Any]) -> list[str]:
             isinstance(v, list) and all(isinstance(t, str) for t in v)
             for v in vocabularies.values())):
         wrong.append("vocabularies is not a dict of lists of token strings")
+    processes, others = state.get("processes", 1), state.get("rng_ranks", [])
+    if not _count(processes) or processes < 1:
+        wrong.append(f"processes is {processes!r}, not a whole number >= 1")
+    elif not isinstance(others, list) or len(others) != processes - 1:
+        wrong.append(f"rng_ranks does not hold the random state of {processes - 1} more rank(s)")
     rng = state["rng"]
     shapes = [("rng", rng, RNG_FIELDS)]
     if isinstance(rng, dict):
@@ -287,7 +297,8 @@ def _diff(a: Any, b: Any, prefix: str) -> list[str]:
 MAY_CHANGE = ("trainer.epochs", "trainer.max_steps", "trainer.patience", "trainer.min_delta",
               "trainer.progress", "trainer.log_every", "trainer.eval_every",
               "trainer.eval_every_steps", "trainer.save_every", "trainer.resume",
-              "trainer.init_from", "data.root", "data.download", "expected", "objective")
+              "trainer.init_from", "trainer.collective_timeout_s", "data.root",
+              "data.download", "expected", "objective")
 
 
 def may_change(key: str) -> bool:

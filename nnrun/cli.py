@@ -42,10 +42,12 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
+        quiet_unless_rank_0()
         try:
             return run(cfg, run_dir)
         except NnrunError as err:  # command() prints it; Hydra would add an "Error executing" line
             raise PastHydra(err) from None
+    parallel_job(cfg)
     # A job's directory belongs to its sweep, which RunDirGuard let start only into a new sweep
     # directory or with trainer.resume=auto: a job that finds a run in its own directory is
     # that job started again (a resumed sweep, a requeued job), and it continues that run.
@@ -65,11 +67,57 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
     except Exception as err:
         if not isinstance(err, NnrunError):
             traceback.print_exc()
+        if not rank_0():  # a data-parallel job: rank 0 reports and records it
+            return None
         print(f"nnrun: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr)
         metrics = run_dir / "metrics.json"
         if not metrics.exists() or metrics.stat().st_mtime < started:  # failed before training
             record_failure(run_dir, str(err), hydra_record(cfg, run_dir) or {})
         return None
+
+
+def parallel_job(cfg: DictConfig) -> None:
+    """A sweep's job run by several SLURM tasks (`hydra.launcher.tasks_per_node` or `nodes`
+    above 1): each task joins the job's process group as one rank. The job's directory is the
+    same for every task (the sweep's, chosen before submission), so none needs choosing."""
+    from nnrun.launch import from_slurm_tasks, launch_env
+
+    from_slurm_tasks()
+    launch = launch_env()
+    if launch is not None:
+        from nnrun import parallel
+
+        parallel.start(launch, cfg.trainer.collective_timeout_s)
+        quiet_unless_rank_0()
+
+
+def rank_0() -> bool:
+    """This process is rank 0 of a data-parallel run, or runs on its own."""
+    parallel = sys.modules.get("nnrun.parallel")  # not imported: no run has started
+    return parallel is None or parallel.current().main
+
+
+def quiet_unless_rank_0() -> None:
+    """Rank 0 alone speaks for a data-parallel run: the other ranks' console lines and log
+    records are dropped (their tracebacks, on stderr, are not)."""
+    if not rank_0():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        logging.disable(logging.CRITICAL)
+
+
+def said_by_rank_0(err: BaseException) -> bool:
+    """An error on a rank other than 0 of a data-parallel run, which rank 0 reports for every
+    rank: a refusal (the same config fails alike on each rank, and `parallel.Group.agree`
+    hands one rank's refusal to all) or a failed run. The other ranks exit with its status and
+    say nothing."""
+    from nnrun.launch import launch_env
+
+    try:
+        launch = launch_env()
+    except NnrunError:  # a half-configured launch: each process says so
+        return False
+    return launch is not None and not launch.main and isinstance(
+        err, NnrunError | HydraException | OmegaConfBaseException)
 
 
 def requeue(signum: int) -> None:
@@ -272,12 +320,14 @@ def command() -> int:
         except PastHydra as carried:
             raise carried.error from None
     except (Interrupted, SweepInterrupted) as err:
-        print(f"nnrun: {err}", file=sys.stderr)
+        if not said_by_rank_0(err):
+            print(f"nnrun: {err}", file=sys.stderr)
         return err.exit_code
     except (NnrunError, HydraException, OmegaConfBaseException) as err:
         if full_error:
             raise
-        print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
+        if not said_by_rank_0(err):
+            print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
         return err.exit_code if isinstance(err, NnrunError) else 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
         print("nnrun: stopped at once by a second signal; the last checkpoint written, if any, "

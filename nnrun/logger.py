@@ -112,3 +112,11 @@ class TensorBoardLogger:
     def close(self) -> None:
         self.flush()
         self.writer.close()
+
+
+class NoLogger:
+    """What ranks other than 0 of a data-parallel run log to: nothing. Rank 0 writes the
+    run's events; the others' metrics are the same numbers (`nnrun.parallel`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None

@@ -17,10 +17,10 @@ import sys
 import threading
 import typing
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import fields
+from contextlib import ExitStack, contextmanager
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from nnrun import checkpoint
+from nnrun import checkpoint, parallel
 from nnrun.callbacks import what_it_is
 from nnrun.console import device_name, live, print_config, print_summary, say, watcher
 from nnrun.data import Sizes
@@ -42,7 +42,7 @@ from nnrun.errors import (
     SweepChanged,
     TrainingFailed,
 )
-from nnrun.logger import TensorBoardLogger
+from nnrun.logger import NoLogger, TensorBoardLogger
 from nnrun.models import ClosedForm
 from nnrun.objective import check_objective
 from nnrun.optim import Schedule
@@ -53,7 +53,11 @@ GROUPS = ("model", "data", "task", "optimizer", "schedule", "device", "trainer")
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then the CPU; `cuda` and `cpu` insist."""
+    """`auto` picks CUDA, then Apple MPS, then the CPU; `cuda` and `cpu` insist. A rank of a
+    data-parallel run takes its local GPU (`cuda:LOCAL_RANK`) or the CPU."""
+    group = parallel.current()
+    if group.size > 1:
+        return rank_device(name, group.launch)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -73,6 +77,28 @@ def select_device(name: str = "auto") -> torch.device:
         if device.index is not None and device.index >= count:
             raise ConfigError(f"device.name={name}: this machine has {count} CUDA device(s), "
                               f"cuda:0 to cuda:{count - 1}; choose one of them")
+    return device
+
+
+def rank_device(name: str, launch: Any) -> torch.device:
+    """The device of one rank of a data-parallel run: `cuda:LOCAL_RANK` (for `auto` where CUDA
+    is present, and `cuda`), or the CPU; one GPU a process."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if name == "cpu" or name == "auto" and count == 0:
+        return torch.device("cpu")
+    if name not in ("auto", "cuda"):
+        raise ConfigError(f"device.name={name}: under torchrun each process takes the GPU of its "
+                          "local rank; use device=cuda or device=auto (or device=cpu)")
+    if count == 0:
+        raise ConfigError("device=cuda: no CUDA device is available here; use device=cpu or "
+                          "device=auto")
+    local = launch.local_size or launch.local_rank + 1
+    if local > count:
+        raise ConfigError(f"device={name}: {local} processes on this machine but {count} CUDA "
+                          f"device(s), one each; start at most {count} (torchrun "
+                          f"--nproc_per_node={count}), or use device=cpu")
+    device = torch.device("cuda", launch.local_rank)
+    torch.cuda.set_device(device)
     return device
 
 
@@ -381,14 +407,25 @@ def listed(keys: list[str], most: int = 6) -> str:
     return ", ".join(keys[:most]) + more
 
 
-def _resumed(config: dict[str, Any], path: Path | None,
-             schedule: Schedule) -> tuple[dict | None, dict]:
+def _resumed(config: dict[str, Any], path: Path | None, schedule: Schedule,
+             processes: int) -> tuple[dict | None, dict]:
     """The checkpoint this run resumes (None for a new run), checked against this run's
-    config, and the keys the resume changes (key -> [old, new]). Any other change is refused:
-    a resume is exact, or it does not start."""
+    config and number of processes, and the keys the resume changes (key -> [old, new]). Any
+    other change is refused: a resume is exact, or it does not start."""
     if path is None:
         return None, {}
     state = checkpoint.load(path)
+    if state["processes"] != processes:
+        def how(n: int) -> str:
+            return f"{n} processes" if n > 1 else "one process"
+        relaunch = (f"torchrun with {state['processes']} processes in all (e.g. "
+                    f"--nproc_per_node={state['processes']})" if state["processes"] > 1
+                    else "plain nnrun, without torchrun")
+        raise CheckpointError(
+            f"trainer.resume: {path} was trained by {how(state['processes'])} and this start "
+            f"has {how(processes)}: each rank's random state and data share would not match; "
+            f"resume it with {relaunch}, or start a new run from its weights with "
+            f"trainer.init_from={path}")
     changed, refused = checkpoint.changed_keys(state["config"], config)
     if refused:
         raise CheckpointError(
@@ -412,13 +449,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             in `run_dir`), a failed run (after metrics.json records it), or a signal
             (`Interrupted`, after the checkpoint and metrics.json record where it stopped).
     """
+    group = parallel.current()
+    if group.restarted and OmegaConf.select(cfg, "trainer.resume") is None:
+        cfg.trainer.resume = "auto"  # torchrun restarted the run: it continues where it was
     resume = OmegaConf.select(cfg, "trainer.resume")
     # a directory that holds a run may only be continued: by `auto`, or from its own checkpoint
     resuming = resume == "auto" or (resume is not None and checkpoint_path(resume).resolve()
                                     .is_relative_to(Path(run_dir).resolve()))
     try:
-        with RunDir(Path(run_dir), resuming) as held:
-            return _run(cfg, held)
+        with ExitStack() as stack:
+            held, refused = None, None
+            if group.main:  # rank 0 holds the directory and writes in it; the others read
+                try:
+                    held = stack.enter_context(RunDir(Path(run_dir), resuming))
+                except NnrunError as err:
+                    refused = err
+            return _run(cfg, Path(os.path.abspath(run_dir)), held, refused)
     except OSError as err:
         if err.errno not in STORAGE_ERRORS:
             raise
@@ -431,8 +477,36 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
-    run_dir = held.path
+def _run(cfg: DictConfig, run_dir: Path, held: RunDir | None,
+         refused: NnrunError | None) -> dict[str, Any]:
+    """The run in `run_dir`, held by this process (`held`; None on ranks other than 0) or
+    `refused`. Every rank builds the run and checks it; any refusal on any rank refuses the run
+    on all, before anything is written (`parallel.Group.agree`)."""
+    group = parallel.current()
+    try:
+        if refused is not None:
+            raise refused
+        built = _build(cfg, run_dir, group)
+    except NnrunError as err:
+        group.agree(err)  # raises, on every rank
+        raise
+    group.agree(None)
+    return _train(cfg, run_dir, held, group, built)
+
+
+class Built(NamedTuple):
+    """A run ready to train: its trainer (restored, if it resumes) and what it starts from."""
+
+    trainer: Trainer
+    state: dict[str, Any] | None  # the checkpoint it resumes
+    path: Path | None  # that checkpoint's file
+    changed: dict[str, Any]  # the keys the resume changes: key -> [old, new]
+    init: Path | None  # trainer.init_from's checkpoint, for a new run from its weights
+
+
+def _build(cfg: DictConfig, run_dir: Path, group: parallel.Solo) -> Built:
+    """Every component of the run, checked, and the trainer restored from the checkpoint it
+    resumes (if any): nothing is written."""
     validate(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     for target in config["expected"]:
@@ -448,6 +522,8 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     check_objective(cfg, type(task))  # trainer.monitor, and `objective` for a search
     data = build(cfg.data).to(device)
     model = assemble(cfg, task, data, device)
+    if group.size > 1:
+        data = replace(data, train=data_parallel(cfg, model, data, group))
     init = checkpoint_path(trainer_cfg.init_from) if trainer_cfg.init_from else None
     if init is not None and path is None:
         weights = checkpoint.load(init, "trainer.init_from")
@@ -458,48 +534,84 @@ def _run(cfg: DictConfig, held: RunDir) -> dict[str, Any]:
     optimizer = build(cfg.optimizer, params=model.parameters())
     schedule = build(cfg.schedule, optimizer=optimizer,
                      total_steps=total_steps(trainer_cfg, model, len(data.train)))
-    state, changed = _resumed(config, path, schedule)
+    state, changed = _resumed(config, path, schedule, group.size)
+    if group.rank:  # ranks' own random streams (dropout); rank 0 keeps one process's
+        seed_everything(int(np.random.SeedSequence([cfg.seed, group.rank]).generate_state(1)[0]),
+                        trainer_cfg.deterministic)
     trainer = Trainer(trainer_cfg, model, task, data, optimizer, schedule, run_dir, device,
-                      seed=cfg.seed, config=config)
+                      seed=cfg.seed, config=config, group=group)
     if state is not None:
         checkpoint.check_weights(state, path, model, "trainer.resume")
         trainer.restore(state)
+    return Built(trainer, state, path, changed, init)
 
+
+def data_parallel(cfg: DictConfig, model: nn.Module, data: Any, group: parallel.Solo) -> Any:
+    """This rank's share of the training split (`parallel.Shard`); a model or data that cannot
+    train data-parallel is refused, naming which and why."""
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"model={choice(cfg, 'model')} cannot train data-parallel: it has no "
+                          "weights to train by gradient (it is fitted or set, not trained); run "
+                          "it in one process, without torchrun")
+    try:
+        return group.shard(data.train)
+    except ConfigError as err:
+        raise ConfigError(f"data={choice(cfg, 'data')} cannot train data-parallel: {err}; run "
+                          "it in one process, without torchrun") from None
+
+
+def _train(cfg: DictConfig, run_dir: Path, held: RunDir | None, group: parallel.Solo,
+           built: Built) -> dict[str, Any]:
+    """Record the start (rank 0), train, and record the result."""
+    trainer, state, path, changed, init = built
+    trainer_cfg, device, config = trainer.cfg, trainer.device, trainer.config
     start = provenance(device, cfg.seed)
+    if group.size > 1:
+        start["processes"] = group.size
     if state is not None:
         start.update({"resumed_from": str(path), "step": trainer.step, "changed": changed})
     elif init is not None:
         start["init_from"] = str(init)
-    held.record(start, hydra_record(cfg, run_dir))  # from here on the run directory is this run's
-    say(f"nnrun: run {run_dir} on {device_name(start)}")
+    if held is not None:
+        held.record(start, hydra_record(cfg, run_dir))  # from here the directory is this run's
+        group.started(str(run_dir))
+    processes = f" x {group.size} processes" if group.size > 1 else ""
+    say(f"nnrun: run {run_dir} on {device_name(start)}{processes}")
     shown = [f"{k} {old} -> {new}" for k, (old, new) in changed.items() if k != "trainer.resume"]
     if shown:
         say(f"nnrun: resuming {path} at step {trainer.step} with {', '.join(shown)}")
     if trainer_cfg.progress:
         print_config({**config, "device": device_name(start)})  # not `select_device(name=auto)`
     logger = TensorBoardLogger(tensorboard_dir(run_dir),
-                               purge_step=trainer.step + 1 if state else None)
+                               purge_step=trainer.step + 1 if state else None) \
+        if group.main else NoLogger()
     progress = watcher(trainer_cfg.progress, trainer.total_steps, trainer.step,
                        trainer_cfg.epochs)
     try:
         with stop_on_signals(trainer):
             result = trainer.fit(logger, progress)
         best = {f"best/{trainer_cfg.monitor}": trainer.best} if trainer.best is not None else {}
-        logger.log_hparams(hparams(cfg, what_it_is(task_overrides(run_dir))), result["status"])
+        if group.main:
+            logger.log_hparams(hparams(cfg, what_it_is(task_overrides(run_dir))),
+                               result["status"])
     finally:  # what was logged reaches the event file, whatever stopped the run
         progress.close()
         logger.close()
     if config["expected"] and result["status"] != "interrupted":
         result["expected"] = check_expected(config["expected"], {**result, **best})
-    if trainer.stop_signal is not None:
-        result["signal"] = signal.Signals(trainer.stop_signal).name
-    checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
-    print_summary(result, best, run_dir, as_table=live(trainer_cfg.progress))
+    signum = trainer.stop_signal or signal.SIGTERM  # a data-parallel rank may stop on another's
+    if trainer.stopping:
+        result["signal"] = signal.Signals(signum).name
+    if group.main:
+        checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
+        print_summary(result, best, run_dir, as_table=live(trainer_cfg.progress))
     if result["status"] == "failed":
-        raise TrainingFailed(f"{result['error']}; lower optimizer.lr or set "
-                             "trainer.clip_grad_norm")
+        fix = ("continue from the last checkpoint with the same torchrun command plus "
+               "trainer.resume=auto, or let torchrun --max-restarts do it" if trainer.lost_rank
+               else "lower optimizer.lr or set trainer.clip_grad_norm")
+        raise TrainingFailed(f"{result['error']}; {fix}")
     if result["status"] == "interrupted":
-        raise Interrupted(trainer.stop_signal, trainer.step, run_dir)
+        raise Interrupted(signum, trainer.step, run_dir)
     return {**result, **best}
 
 
@@ -594,9 +706,12 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
         return
 
     def handle(signum: int, frame: Any) -> None:
-        if trainer.stop_signal is not None:
+        if trainer.stop_signal is not None and trainer.group.size == 1:
             raise KeyboardInterrupt  # the second signal: stop now (cli prints one line)
-        trainer.stop_signal = signum
+        # Under torchrun a Ctrl-C reaches each rank twice (from the terminal, and forwarded by
+        # torchrun): the ranks stop together at the next flush, and torchrun's own kill after
+        # its grace period is the hard stop.
+        trainer.stop_signal = trainer.stop_signal or signum
 
     caught = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
     before = {s: signal.signal(s, handle) for s in caught}

@@ -22,6 +22,7 @@ from nnrun.data import Batches, Data
 from nnrun.errors import ConfigError
 from nnrun.logger import TensorBoardLogger
 from nnrun.optim import Schedule
+from nnrun.parallel import ALONE, Solo
 from nnrun.tasks import Task
 
 
@@ -48,12 +49,14 @@ class TrainerConfig:
     resume: str | None = None
     init_from: str | None = None
     progress: bool = True
+    collective_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         positive = {"eval_every": self.eval_every, "save_every": self.save_every,
                     "log_every": self.log_every,
                     "max_steps": self.max_steps, "eval_every_steps": self.eval_every_steps,
-                    "patience": self.patience}
+                    "patience": self.patience,
+                    "collective_timeout_s": self.collective_timeout_s}
         for key, value in positive.items():
             if value is not None and value <= 0:
                 raise ConfigError(f"trainer.{key}={value} must be positive (or null where allowed)")
@@ -95,18 +98,22 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 
 
 def evaluate_split(model: nn.Module, task: Task, batches: Batches, bf16: bool = False,
-                   module: nn.Module | None = None) -> dict[str, float]:
+                   module: nn.Module | None = None, group: Solo = ALONE) -> dict[str, float]:
     """The task's metrics of `model` over one split, in order, with the model in eval mode
     (`module`: the module to switch, when `model` is a compiled wrapper of it) and, with
-    `bf16`, under bfloat16 autocast as in training. The model is left in eval mode."""
+    `bf16`, under bfloat16 autocast as in training. The model is left in eval mode.
+
+    In a data-parallel run (`group`) each rank evaluates its share of the batches and the
+    task's summed statistics are added up over the ranks: every rank gets the whole split's
+    metrics."""
     (module or model).eval()
     device = next((module or model).parameters()).device
     totals: dict[str, torch.Tensor | int] = {}
     with autocast(device, bf16), torch.no_grad():
-        for batch in batches.epoch():
+        for batch in group.deal(batches.epoch()):
             for key, value in task.eval_stats(model, batch).items():
                 totals[key] = totals[key] + value if key in totals else value
-    return task.metrics(totals)
+    return task.metrics(group.sum_stats(totals))
 
 
 class Trainer:
@@ -118,23 +125,31 @@ class Trainer:
         run_dir: the run directory; checkpoints go to `run_dir/checkpoints/`.
         seed: seeds the generator that draws the data order.
         config: the resolved run config (plain dict), stored in checkpoints.
+        group: this process's place in a data-parallel run (`nnrun.parallel`), whose
+            training split `data.train` is this rank's `Shard`; `Solo` for one process.
     """
 
     def __init__(self, cfg: TrainerConfig, model: nn.Module, task: Task, data: Data,
                  optimizer: torch.optim.Optimizer, schedule: Schedule, run_dir: Path,
-                 device: torch.device, seed: int, config: dict[str, Any]) -> None:
+                 device: torch.device, seed: int, config: dict[str, Any],
+                 group: Solo = ALONE) -> None:
         self.cfg, self.model, self.task, self.data = cfg, model, task, data
         self.optimizer, self.schedule, self.device = optimizer, schedule, device
+        self.group = group
         self.total_steps = total_steps(cfg, model, len(data.train))
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.ckpt_dir, self.config = run_dir / "checkpoints", config
         self.forward_model = torch.compile(model) if cfg.compile else model
+        self.train_model = self.forward_model  # in DistributedDataParallel from `fit` on
+        # A data-parallel rank's share of an uneven last batch of each epoch (`parallel.Shard`)
+        self._last_weight = getattr(data.train, "last_weight", 1.0)
         self.data_rng = torch.Generator().manual_seed(seed)
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best: float | None = None
         self.bad_evals = 0
         self.stopped_early = False  # early stopping ended the run
         self.stop_signal: int | None = None  # set by a signal handler: stop at the next step
+        self._stop_agreed = False  # data-parallel: some rank had a signal, as of the last flush
         self.metrics: dict[str, float] = {}
         self._eval_step = self._saved_step = self._marked_step = -1
         self._written: tuple[int, Path] | None = None  # the step and file of the last save
@@ -143,8 +158,10 @@ class Trainer:
         # (that waits for nothing: the CPU has computed it already), so a non-finite loss stops
         # the run before its update; on an accelerator they stay on the device until the flush,
         # one host sync per `log_every` steps. The buffer never needs more than an epoch: every
-        # epoch end flushes it.
-        self._read_each_loss = device.type == "cpu"
+        # epoch end flushes it. Data-parallel ranks all keep the buffer, averaged over the
+        # ranks at the flush, where they also agree whether to stop (on a signal or a
+        # non-finite loss): a rank deciding alone, mid-buffer, would leave the others waiting.
+        self._read_each_loss = device.type == "cpu" and group.size == 1
         self._flush_every = max(1, min(cfg.log_every, len(data.train)))
         self._losses = None if self._read_each_loss else torch.zeros(self._flush_every,
                                                                      device=device)
@@ -160,32 +177,46 @@ class Trainer:
         writes into the run directory) only after a resume checkpoint has passed its checks.
         """
         self.logger, self.progress = logger, progress
-        start, error = time.perf_counter(), None
+        start, error, ended = time.perf_counter(), None, {}
+        self.lost_rank = False  # data-parallel: another rank went away (`error` says which)
         try:
+            wrapped = self.group.wrap(self.model, self.device)
+            if wrapped is not self.model:
+                self.train_model = torch.compile(wrapped) if self.cfg.compile else wrapped
             while self.epoch < self.cfg.epochs and self.step < self.total_steps:
                 if self._train_epoch():
                     break
-            if self.stop_signal is None and self._eval_step != self.step:
+            if not self.stopping and self._eval_step != self.step:
                 self._validate()  # the run did not end on an evaluation
             if self._saved_step != self.step:
                 self._save("last.pt")
+            if not self.stopping:  # an interrupted run stops at once
+                ended = {**self._test(), **self._log_views()}
         except NonFinite as err:
             kept = (f"kept the last good checkpoint, {self.ckpt_dir / 'last.pt'} (step "
                     f"{self._saved_step})" if (self.ckpt_dir / "last.pt").exists()
                     else "no checkpoint was written")
             error = f"{err}; {kept}"
-        status = ("failed" if error else "interrupted" if self.stop_signal is not None
+        except RuntimeError as err:  # a collective failed: a rank went away
+            if self.group.size == 1:
+                raise
+            self.lost_rank, error = True, self.group.lost(err)
+        status = ("failed" if error else "interrupted" if self.stopping
                   else "stopped_early" if self.stopped_early else "completed")
         result: dict[str, Any] = {"status": status, "epochs": self.epoch, "steps": self.step}
         if error:
             result["error"] = error
         else:
             result.update(self.metrics)
-        if status in ("completed", "stopped_early"):  # an interrupted run stops at once
-            result.update(self._test())
-            result.update(self._log_views())
+            result.update(ended)
         result["wall_s"] = time.perf_counter() - start
         return result
+
+    @property
+    def stopping(self) -> bool:
+        """A signal asked the run to stop: this process's, or in a data-parallel run any
+        rank's, as agreed at the last flush of the loss buffer."""
+        return self._stop_agreed if self.group.size > 1 else self.stop_signal is not None
 
     def _train_epoch(self) -> bool:
         """One epoch (or what is left of it after a resume, or before `max_steps`); True if the
@@ -197,7 +228,9 @@ class Trainer:
             self._epoch_order = self.data_rng.get_state()
         for batch in self.data.train.epoch(self.data_rng, skip=self.batch_in_epoch):
             with self._autocast():
-                loss = self.task.loss(self.forward_model, batch)
+                loss = self.task.loss(self.train_model, batch)
+            if self._last_weight != 1.0 and self.batch_in_epoch == len(self.data.train) - 1:
+                loss = loss * self._last_weight  # this rank's share of an uneven last batch
             if self._read_each_loss:
                 value = loss.item()
                 if not math.isfinite(value):  # before its gradient reaches the weights
@@ -219,7 +252,8 @@ class Trainer:
             self.batch_in_epoch += 1
             if self._n_losses == self._flush_every:
                 self._flush_losses()
-            if self.task.views_every and self.step % self.task.views_every == 0:
+            if self.task.views_every and self.step % self.task.views_every == 0 and \
+                    self.group.main:
                 self._log_views()  # e.g. generated text, while it trains
             if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
                 self.stopped_early = self._validate()
@@ -228,7 +262,7 @@ class Trainer:
                     return True
             if self.step >= self.total_steps:
                 break
-            if self.stop_signal is not None:  # a signal: save here, mid-epoch, and stop
+            if self.stopping:  # a signal: save here, mid-epoch, and stop
                 self._flush_losses()
                 self._save("last.pt")
                 return True
@@ -259,7 +293,9 @@ class Trainer:
 
     def _log_views(self) -> dict[str, float]:
         """The task's views (figures, texts, images, scalars) of the validation split, at this step;
-        returns the scalars."""
+        returns the scalars. Rank 0's alone in a data-parallel run."""
+        if not self.group.main:
+            return {}
         views = self.task.views(self.model, self.data.val)
         for tag, view in views.items():
             self.logger.log_view(tag, view, self.step)
@@ -272,6 +308,10 @@ class Trainer:
             return
         if self._read_each_loss:
             losses, self._host_losses = self._host_losses, []
+        elif self.group.size > 1:
+            mean, self._stop_agreed = self.group.mean_losses(self._losses[:self._n_losses],
+                                                             self.stop_signal is not None)
+            losses = mean.tolist()
         else:
             losses = self._losses[:self._n_losses].tolist()  # the one sync
         for i, value in enumerate(losses):
@@ -290,7 +330,7 @@ class Trainer:
     def evaluate(self, batches: Batches) -> dict[str, float]:
         """The task's metrics over one split, in order."""
         metrics = evaluate_split(self.forward_model, self.task, batches, self.cfg.bf16,
-                                 self.model)
+                                 self.model, self.group)
         self.model.train()
         return metrics
 
@@ -341,23 +381,27 @@ class Trainer:
         # best.pt and last.pt at one step hold the same state (nothing changes between the
         # two saves), so the second is a link to the first rather than a second write.
         if self._written is not None and self._written[0] == self.step:
-            checkpoint.duplicate(self._written[1], path)
+            if self.group.main:
+                checkpoint.duplicate(self._written[1], path)
             return
         order = self._epoch_order if self.batch_in_epoch else self.data_rng.get_state()
+        rngs = self.group.gather(checkpoint.rng_state(order)) or [None]  # all ranks', on rank 0
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
             "best": self.best, "bad_evals": self.bad_evals, "metrics": dict(self.metrics),
-            "rng": checkpoint.rng_state(order), "config": self.config,
+            "rng": rngs[0], "rng_ranks": rngs[1:], "processes": self.group.size,
+            "config": self.config,
             "sizes": asdict(self.data.sizes),
             "vocabularies": {k: list(v) for k, v in self.data.vocabularies.items()},
         }
         broken = checkpoint.non_finite(state)
         if broken:  # never write a checkpoint that cannot be trained on from
             raise NonFinite(f"the weights ({', '.join(broken[:3])})", self.step)
-        checkpoint.save(state, path)
         self._written = (self.step, path)
+        if self.group.main:  # the weights are the same on every rank: rank 0 writes them
+            checkpoint.save(state, path)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue exactly where `state` (from `checkpoint.load`) left off."""
@@ -369,5 +413,6 @@ class Trainer:
         self.bad_evals = state["bad_evals"]
         self.metrics = dict(state["metrics"])
         self._saved_step = self._eval_step = self.step
-        checkpoint.set_rng_state(state["rng"], self.data_rng)
+        rng = state["rng_ranks"][self.group.rank - 1] if self.group.rank else state["rng"]
+        checkpoint.set_rng_state(rng, self.data_rng)
         self._epoch_order = self.data_rng.get_state()

@@ -136,24 +136,28 @@ def test_a_translator_translates_without_its_corpus(tmp_path, data_root):
     assert {word for line in lines for word in line.split()} <= set(target)
 
 
-def test_a_checkpoint_of_the_previous_format_still_resumes(tmp_path):
-    """Version 2 checkpoints (before sizes and vocabularies) load, with those as None, and a
-    run resumes from one."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_checkpoint_of_an_earlier_format_still_resumes(tmp_path, version):
+    """Version 2 checkpoints (before sizes and vocabularies) load with those as None, version 3
+    ones (before processes and rng_ranks) as one process's, and a run resumes from either."""
     tiny = ["data.n_points=200", "data.window=8", "model.hidden_size=8", "trainer.progress=false"]
     run_dir = tmp_path / "run"
     run(make_config(*tiny, "trainer.epochs=2"), run_dir)
     path = run_dir / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=True)
-    assert state["version"] == 3 and state["sizes"]["in_shape"] == (8, 1)
-    old = {k: v for k, v in state.items() if k not in ("sizes", "vocabularies", "sha256")}
-    old["version"] = 2
+    assert state["version"] == 4 and state["sizes"]["in_shape"] == (8, 1)
+    assert state["processes"] == 1 and state["rng_ranks"] == []
+    dropped = {"processes", "rng_ranks"} | ({"sizes", "vocabularies"} if version == 2 else set())
+    old = {k: v for k, v in state.items() if k not in dropped | {"sha256"}}
+    old["version"] = version
     old["sha256"] = checkpoint.digest(old)
     torch.save(old, path)
     loaded = checkpoint.load(path)
-    assert loaded["sizes"] is None and loaded["vocabularies"] is None
+    assert loaded["processes"] == 1 and loaded["rng_ranks"] == []
+    assert (loaded["sizes"] is None) == (version == 2)
     resumed = run(make_config(*tiny, "trainer.epochs=3", "trainer.resume=auto"), run_dir)
     assert resumed["status"] == "completed" and resumed["epochs"] == 3
-    assert torch.load(path, weights_only=True)["version"] == 3
+    assert torch.load(path, weights_only=True)["version"] == 4
 
 
 @pytest.mark.slow  # ~40 s: MNIST through a conv autoencoder, codes of the 10,000 test images

@@ -15,7 +15,8 @@ ROOT = Path(__file__).parents[1]
 NNRUN = ROOT / "nnrun"
 COMPONENTS = ("data", "models", "optim", "tasks")  # model=, data=, task=, optimizer=, schedule=
 RUNNER = {"__init__", "__main__", "api", "callbacks", "checkpoint", "cli", "console", "errors",
-          "evaluate", "logger", "objective", "report", "run", "rundir", "trainer"}
+          "evaluate", "launch", "logger", "objective", "parallel", "report", "run", "rundir",
+          "trainer"}
 LEAVES = {"nnrun.errors", "nnrun.checkpoint"}  # the runner modules a component may use
 TARGETS = {"model": ("nnrun.models.",), "data": ("nnrun.data.",), "task": ("nnrun.tasks.",),
            "optimizer": ("nnrun.optim.", "torch.optim."), "schedule": ("nnrun.optim.",)}
