@@ -39,11 +39,19 @@ class RunDirGuard(Callback):
         if launch is not None:  # one rank of a torchrun run: rank 0 chooses the directory
             from nnrun import parallel  # torch: only for a run that is starting
 
-            group = parallel.start(launch, config.trainer.collective_timeout_s)
+            if launch.main:  # before the others hear of it: their Hydra creates it too
+                note_new_dirs(Path(os.path.abspath(run_dir)))
+            try:
+                group = parallel.start(launch, config.trainer.collective_timeout_s)
+            except NnrunError as err:
+                raise PastHydra(err) from None
             run_dir = Path(group.agree_run_dir(os.path.abspath(run_dir)))
             with read_write(config), open_dict(config):
                 config.hydra.run.dir = str(run_dir)  # what Hydra creates and runs the job in
-            if not group.main:
+            if not group.main:  # rank 0 creates it; a folder it cannot, none can
+                blocked = unwritable(run_dir)
+                if blocked is not None:
+                    raise PastHydra(ConfigError(cannot_create(run_dir, blocked)))
                 return
         note_new_dirs(run_dir)
         try:  # here rather than in Hydra, which would fail with a traceback
@@ -56,7 +64,11 @@ class RunDirGuard(Callback):
         (`trainer.resume=auto`), and a sweep directory that cannot be created; create nothing
         (the launcher creates the directory when it starts the first job, after the sweeper
         has checked its own settings)."""
-        if any(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+        try:
+            launch = launch_env()
+        except NnrunError as err:
+            raise PastHydra(err) from None
+        if launch is not None:
             raise PastHydra(ConfigError(
                 "nnrun -m under torchrun: each process would run the whole sweep; run the sweep "
                 "without torchrun, its jobs data-parallel on SLURM (hydra/launcher=slurm with "

@@ -190,7 +190,8 @@ def load(path: Path, key: str = "trainer.resume") -> dict[str, Any]:
                               f"({type(err).__name__}); {fix}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{key}: {path} is not an nnrun checkpoint; {fix}")
-    if state.get("version") not in EARLIER:
+    version = state.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in EARLIER:
         raise CheckpointError(f"{key}: {path} has format version {state.get('version')!r}, this "
                               f"nnrun reads versions 2 to {VERSION}; use it with the nnrun that "
                               "wrote it")

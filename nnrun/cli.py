@@ -30,7 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.nnrun_plugins import register
-from nnrun.errors import Interrupted, NnrunError, PastHydra, SweepChanged, SweepInterrupted
+from nnrun.errors import (
+    Interrupted,
+    NnrunError,
+    PastHydra,
+    SweepChanged,
+    SweepInterrupted,
+    TrainingFailed,
+)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nnrun.conf", config_name="config")
@@ -47,7 +54,10 @@ def job(cfg: DictConfig) -> dict[str, Any] | None:
             return run(cfg, run_dir)
         except NnrunError as err:  # command() prints it; Hydra would add an "Error executing" line
             raise PastHydra(err) from None
-    parallel_job(cfg)
+    try:
+        parallel_job(cfg)
+    except NnrunError as err:  # the same settings fail every job: the sweep stops
+        raise PastHydra(err) from None
     # A job's directory belongs to its sweep, which RunDirGuard let start only into a new sweep
     # directory or with trainer.resume=auto: a job that finds a run in its own directory is
     # that job started again (a resumed sweep, a requeued job), and it continues that run.
@@ -106,18 +116,22 @@ def quiet_unless_rank_0() -> None:
 
 
 def said_by_rank_0(err: BaseException) -> bool:
-    """An error on a rank other than 0 of a data-parallel run, which rank 0 reports for every
-    rank: a refusal (the same config fails alike on each rank, and `parallel.Group.agree`
-    hands one rank's refusal to all) or a failed run. The other ranks exit with its status and
-    say nothing."""
+    """An error on a rank other than 0 of a data-parallel run that rank 0 reports for every
+    rank, so that the others exit with its status and say nothing: a refusal the ranks agreed
+    on (`parallel.Group.agree`), an error of the config before the ranks met (each rank composes
+    the same config, and fails alike), or the end of a failed or interrupted run."""
     from nnrun.launch import launch_env
 
     try:
         launch = launch_env()
     except NnrunError:  # a half-configured launch: each process says so
         return False
-    return launch is not None and not launch.main and isinstance(
-        err, NnrunError | HydraException | OmegaConfBaseException)
+    if launch is None or launch.main:
+        return False
+    parallel = sys.modules.get("nnrun.parallel")
+    met = parallel is not None and parallel.current().size > 1
+    return getattr(err, "agreed", False) or isinstance(err, TrainingFailed | Interrupted) or (
+        not met and isinstance(err, NnrunError | HydraException | OmegaConfBaseException))
 
 
 def requeue(signum: int) -> None:

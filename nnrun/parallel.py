@@ -110,6 +110,7 @@ class Group(Solo):
         rank, err = refused
         if rank != 0 and len(err.args) == 1:
             err = type(err)(f"rank {rank}: {err}")
+        err.agreed = True  # every rank raises it; rank 0 says it (`cli.said_by_rank_0`)
         raise err
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
@@ -221,7 +222,7 @@ class Shard:
         one = copy.copy(batches)
         one.batch_size = 1
         samples, self.batches = len(one), len(self.whole)
-        last = samples - (self.batches - 1) * self.whole.batch_size
+        last = min(self.whole.batch_size, samples - (self.batches - 1) * self.whole.batch_size)
         if 0 < last < size:
             self.batches -= 1
             last = self.whole.batch_size
@@ -256,6 +257,9 @@ def start(launch: Launch, timeout_s: float) -> Group:
     global _current
     import torch.distributed as dist
 
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+        raise ConfigError(f"trainer.collective_timeout_s={timeout_s} must be a number of "
+                          "seconds > 0, e.g. trainer.collective_timeout_s=300")
     timeout = datetime.timedelta(seconds=timeout_s)
     store = dist.TCPStore(launch.master_addr, launch.master_port, launch.size,
                           is_master=launch.main and not launch.agent_store, timeout=timeout)

@@ -553,6 +553,10 @@ def data_parallel(cfg: DictConfig, model: nn.Module, data: Any, group: parallel.
         raise ConfigError(f"model={choice(cfg, 'model')} cannot train data-parallel: it has no "
                           "weights to train by gradient (it is fitted or set, not trained); run "
                           "it in one process, without torchrun")
+    if getattr(model, "stateful", False):
+        raise ConfigError(f"model={choice(cfg, 'model')} with model.stateful=true cannot train "
+                          "data-parallel: the state it carries from batch to batch would be each "
+                          "rank's own; set model.stateful=false, or run it in one process")
     try:
         return group.shard(data.train)
     except ConfigError as err:

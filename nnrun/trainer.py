@@ -84,6 +84,12 @@ def total_steps(cfg: TrainerConfig, model: nn.Module, batches_per_epoch: int) ->
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
+def sums_over_batch(task: Task) -> bool:
+    """Whether the task's training gradient is that of a sum over the batch (`task.reduction=
+    sum`, or regression's `task.grad_reduction=sum`) rather than of a mean."""
+    return getattr(task, "grad_reduction", getattr(task, "reduction", "mean")) == "sum"
+
+
 class NonFinite(Exception):
     """`what` (the training loss, a metric, the weights) became NaN or infinite at `step`."""
 
@@ -141,8 +147,13 @@ class Trainer:
         self.ckpt_dir, self.config = run_dir / "checkpoints", config
         self.forward_model = torch.compile(model) if cfg.compile else model
         self.train_model = self.forward_model  # in DistributedDataParallel from `fit` on
-        # A data-parallel rank's share of an uneven last batch of each epoch (`parallel.Shard`)
-        self._last_weight = getattr(data.train, "last_weight", 1.0)
+        # Data-parallel: DistributedDataParallel averages the ranks' gradients. A summed loss
+        # is scaled by the number of ranks, so that the average is the global batch's sum; a
+        # mean is scaled on an uneven last batch only, by this rank's share of it
+        # (`parallel.Shard.last_weight`), so that the average is the batch's mean.
+        summed = group.size > 1 and sums_over_batch(task)
+        self._scale_every = float(group.size) if summed else 1.0
+        self._scale_last = 1.0 if summed else getattr(data.train, "last_weight", 1.0)
         self.data_rng = torch.Generator().manual_seed(seed)
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best: float | None = None
@@ -229,8 +240,10 @@ class Trainer:
         for batch in self.data.train.epoch(self.data_rng, skip=self.batch_in_epoch):
             with self._autocast():
                 loss = self.task.loss(self.train_model, batch)
-            if self._last_weight != 1.0 and self.batch_in_epoch == len(self.data.train) - 1:
-                loss = loss * self._last_weight  # this rank's share of an uneven last batch
+            if self._scale_every != 1.0:
+                loss = loss * self._scale_every
+            elif self._scale_last != 1.0 and self.batch_in_epoch == len(self.data.train) - 1:
+                loss = loss * self._scale_last
             if self._read_each_loss:
                 value = loss.item()
                 if not math.isfinite(value):  # before its gradient reaches the weights
