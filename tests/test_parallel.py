@@ -81,6 +81,22 @@ def test_two_processes_train_as_one_at_twice_the_batch(tmp_path, data_root):
     assert "x 2 processes" in two.stdout and two.stdout.count("nnrun: completed") == 1
 
 
+def test_a_summed_loss_trains_as_one_process_too(tmp_path):
+    """With `task.reduction=sum` the ranks' gradients must add up, not average: 2 processes at
+    batch 16 train as one process at 32 (an uneven last batch included), to float rounding."""
+    job = ["model=mlp", "data.n_points=300", "data.window=8", "task.reduction=sum",
+           "optimizer=sgd", "optimizer.lr=0.001", "trainer.epochs=5", "trainer.progress=false"]
+    one = nnrun(*job, "data.batch_size=32", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = torchrun(*job, "data.batch_size=16", f"hydra.run.dir={tmp_path / 'two'}",
+                   cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert a["steps"] == b["steps"]
+    assert b["val/loss"] == pytest.approx(a["val/loss"], rel=1e-5)
+    assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-5)  # the global batch's sum
+
+
 def test_one_run_directory_chosen_by_rank_0(tmp_path):
     """With the default `${now:...}` run directory, which each process would resolve to its own
     time: one directory, written by rank 0 alone (one log, one event file, one record)."""
@@ -136,21 +152,16 @@ def test_a_killed_two_process_run_resumes_exactly(tmp_path):
     a, b = weights(tmp_path / "whole"), weights(killed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-
-def test_a_run_refuses_to_resume_with_another_number_of_processes(tmp_path):
-    """The checkpoint of a 2-process run continues only under 2 processes; one process is
-    refused in one line, and nothing in the run changes."""
-    run_dir = tmp_path / "run"
-    done = torchrun(*TINY_SINE, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    alone = nnrun(*TINY_SINE, f"hydra.run.dir={run_dir}", "trainer.resume=auto",
-                  "trainer.epochs=3", cwd=tmp_path)
+    # Its checkpoint continues only under 2 processes: one is refused in one line, and
+    # nothing in the run changes.
+    before = {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()}
+    alone = nnrun(*job, f"hydra.run.dir={killed}", "trainer.resume=auto", "trainer.epochs=160",
+                  cwd=tmp_path)
     assert alone.returncode == 2
     lines = alone.stderr.strip().splitlines()
     assert len(lines) == 1 and "trained by 2 processes and this start has one" in lines[0]
     assert "--nproc_per_node=2" in lines[0]
-    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    assert {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()} == before
 
 
 def rank_pid(torchrun_pid: int, rank: int, timeout: float = 60) -> int:
@@ -172,7 +183,7 @@ def rank_pid(torchrun_pid: int, rank: int, timeout: float = 60) -> int:
     raise AssertionError(f"no process of rank {rank} under torchrun {torchrun_pid}")
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+@pytest.mark.slow  # ~45 s: two runs of 2 processes, one restarted by torchrun
 def test_a_lost_rank_fails_the_run_naming_it_and_max_restarts_brings_it_back(tmp_path):
     """Rank 1 killed mid-run: the run stops at once (no hang), records `failed` naming rank 1,
     and keeps its last checkpoint. Under `torchrun --max-restarts=1` the same kill is followed
@@ -232,6 +243,7 @@ def test_what_cannot_run_data_parallel_is_refused_in_one_line(tmp_path, job, say
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # ~15 s: submitit's local executor starts each job's tasks afresh
 def test_a_sweep_of_data_parallel_jobs_through_submitit_tasks(tmp_path):
     """The sweep launchers and data-parallel runs compose: each job of a `submitit_local` sweep
     with two tasks per node is one run on two processes (the way `hydra/launcher=slurm` runs
