@@ -54,6 +54,22 @@ def errors(done: subprocess.CompletedProcess) -> list[str]:
     return [line for line in done.stderr.splitlines() if line.startswith("nnrun: error:")]
 
 
+Ran = subprocess.CompletedProcess
+
+
+def one_at_twice_and_two_processes(job: list[str], batch: int,
+                                   tmp_path: Path) -> tuple[dict, dict, Ran]:
+    """`job` in one process at batch 2 x `batch` (run `one`) and in two at `batch` (run
+    `two`): their metrics, and the torchrun command's outcome."""
+    one = nnrun(*job, f"data.batch_size={2 * batch}", f"hydra.run.dir={tmp_path / 'one'}",
+                cwd=tmp_path)
+    two = torchrun(*job, f"data.batch_size={batch}", f"hydra.run.dir={tmp_path / 'two'}",
+                   cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    return metrics(tmp_path / "one"), metrics(tmp_path / "two"), two
+
+
 def test_two_processes_train_as_one_at_twice_the_batch(tmp_path, data_root):
     """One epoch of MNIST with the MLP (no dropout, no batch statistics): 2 processes at batch
     64 and 1 process at 128 see the same global batches, including an uneven last one (55,001
@@ -67,12 +83,7 @@ def test_two_processes_train_as_one_at_twice_the_batch(tmp_path, data_root):
     uses SGD."""
     job = ["model=mlp", "data=mnist", f"data.root={data_root}", "data.val_size=4999",
            "optimizer=sgd", "trainer.epochs=1", "trainer.progress=false"]
-    one = nnrun(*job, "data.batch_size=128", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
-    two = torchrun(*job, "data.batch_size=64", f"hydra.run.dir={tmp_path / 'two'}",
-                   cwd=tmp_path)
-    assert one.returncode == 0, one.stderr[-2000:]
-    assert two.returncode == 0, two.stderr[-2000:]
-    a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    a, b, two = one_at_twice_and_two_processes(job, 64, tmp_path)
     assert a["steps"] == b["steps"] == 430  # ceil(55001 / 128): no sample twice, none left out
     assert b["val/loss"] == pytest.approx(a["val/loss"], rel=1e-5)
     assert b["test/acc"] == pytest.approx(a["test/acc"], abs=2e-4)  # at most 2 of 10,000 images
@@ -86,12 +97,7 @@ def test_a_summed_loss_trains_as_one_process_too(tmp_path):
     batch 16 train as one process at 32 (an uneven last batch included), to float rounding."""
     job = ["model=mlp", "data.n_points=300", "data.window=8", "task.reduction=sum",
            "optimizer=sgd", "optimizer.lr=0.001", "trainer.epochs=5", "trainer.progress=false"]
-    one = nnrun(*job, "data.batch_size=32", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
-    two = torchrun(*job, "data.batch_size=16", f"hydra.run.dir={tmp_path / 'two'}",
-                   cwd=tmp_path)
-    assert one.returncode == 0, one.stderr[-2000:]
-    assert two.returncode == 0, two.stderr[-2000:]
-    a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    a, b, _ = one_at_twice_and_two_processes(job, 16, tmp_path)
     assert a["steps"] == b["steps"]
     assert b["val/loss"] == pytest.approx(a["val/loss"], rel=1e-5)
     assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-5)  # the global batch's sum
