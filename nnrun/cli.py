@@ -134,6 +134,15 @@ def said_by_rank_0(err: BaseException) -> bool:
         not met and isinstance(err, NnrunError | HydraException | OmegaConfBaseException))
 
 
+def wait_for_rank_0(status: int, most_s: float = 10.0) -> int:
+    """On a rank other than 0, after an error rank 0 reports: give rank 0 time to say it before
+    this process ends. torchrun stops every process of a run as soon as one fails, so a rank
+    ending first would cut rank 0 off before its line; rank 0 ending first has torchrun stop
+    this one instead (at most `most_s` here, should rank 0 not end)."""
+    time.sleep(most_s)
+    return status
+
+
 def requeue(signum: int) -> None:
     """Under submitit (hydra/launcher=slurm, submitit_local), after a warning signal (SIGUSR1,
     or submitit's own, SIGUSR2) has made the job save a checkpoint at its step: hand over to
@@ -334,15 +343,18 @@ def command() -> int:
         except PastHydra as carried:
             raise carried.error from None
     except (Interrupted, SweepInterrupted) as err:
-        if not said_by_rank_0(err):
-            print(f"nnrun: {err}", file=sys.stderr)
+        if said_by_rank_0(err):
+            return wait_for_rank_0(err.exit_code)
+        print(f"nnrun: {err}", file=sys.stderr)
         return err.exit_code
     except (NnrunError, HydraException, OmegaConfBaseException) as err:
         if full_error:
             raise
-        if not said_by_rank_0(err):
-            print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
-        return err.exit_code if isinstance(err, NnrunError) else 2
+        status = err.exit_code if isinstance(err, NnrunError) else 2
+        if said_by_rank_0(err):
+            return wait_for_rank_0(status)
+        print(f"nnrun: error: {one_line(err)}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
         print("nnrun: stopped at once by a second signal; the last checkpoint written, if any, "
               "is kept", file=sys.stderr)

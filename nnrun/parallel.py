@@ -62,6 +62,9 @@ class Solo:
     def started(self, run_dir: str) -> None:
         pass
 
+    def finish(self) -> None:
+        pass
+
 
 class Group(Solo):
     """This process as one rank of a data-parallel run (`start` makes it)."""
@@ -157,6 +160,16 @@ class Group(Solo):
         both = torch.cat([losses, flag])
         dist.all_reduce(both, group=self.device_group)
         return both[:-1] / self.size, bool(both[-1] > 0)
+
+    def finish(self) -> None:
+        """Wait until every rank has ended its run, rank 0's records written: a rank that
+        ended first could have torchrun stop rank 0 mid-write (a lost rank is not waited for)."""
+        import torch.distributed as dist
+
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's `value`, in rank order, on rank 0 (the others get [])."""

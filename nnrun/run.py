@@ -42,6 +42,7 @@ from nnrun.errors import (
     SweepChanged,
     TrainingFailed,
 )
+from nnrun.launch import Launch
 from nnrun.logger import NoLogger, TensorBoardLogger
 from nnrun.models import ClosedForm
 from nnrun.objective import check_objective
@@ -80,7 +81,7 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def rank_device(name: str, launch: Any) -> torch.device:
+def rank_device(name: str, launch: Launch) -> torch.device:
     """The device of one rank of a data-parallel run: `cuda:LOCAL_RANK` (for `auto` where CUDA
     is present, and `cuda`), or the CPU; one GPU a process."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -609,6 +610,7 @@ def _train(cfg: DictConfig, run_dir: Path, held: RunDir | None, group: parallel.
     if group.main:
         checkpoint.write_json({**result, **best}, run_dir / "metrics.json")
         print_summary(result, best, run_dir, as_table=live(trainer_cfg.progress))
+    group.finish()
     if result["status"] == "failed":
         fix = ("continue from the last checkpoint with the same torchrun command plus "
                "trainer.resume=auto, or let torchrun --max-restarts do it" if trainer.lost_rank

@@ -161,6 +161,7 @@ class Trainer:
         self.stopped_early = False  # early stopping ended the run
         self.stop_signal: int | None = None  # set by a signal handler: stop at the next step
         self._stop_agreed = False  # data-parallel: some rank had a signal, as of the last flush
+        self.lost_rank = False  # data-parallel: another rank went away (the error says which)
         self.metrics: dict[str, float] = {}
         self._eval_step = self._saved_step = self._marked_step = -1
         self._written: tuple[int, Path] | None = None  # the step and file of the last save
@@ -189,7 +190,6 @@ class Trainer:
         """
         self.logger, self.progress = logger, progress
         start, error, ended = time.perf_counter(), None, {}
-        self.lost_rank = False  # data-parallel: another rank went away (`error` says which)
         try:
             wrapped = self.group.wrap(self.model, self.device)
             if wrapped is not self.model:
@@ -412,9 +412,9 @@ class Trainer:
         broken = checkpoint.non_finite(state)
         if broken:  # never write a checkpoint that cannot be trained on from
             raise NonFinite(f"the weights ({', '.join(broken[:3])})", self.step)
-        self._written = (self.step, path)
         if self.group.main:  # the weights are the same on every rank: rank 0 writes them
             checkpoint.save(state, path)
+        self._written = (self.step, path)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue exactly where `state` (from `checkpoint.load`) left off."""
