@@ -237,6 +237,7 @@ def test_a_half_configured_launch_is_refused(tmp_path, setting, says):
     (["model=least_squares", "data=boston", "data.root=DATA"],
      "model=least_squares cannot train data-parallel"),
     (["data=trig", "model=mlp"], "data=trig cannot train data-parallel"),
+    (["experiment=dlfs/ch6_char_rnn", "data.root=DATA"], "with model.stateful=true cannot"),
     (["-m", "optimizer.lr=0.01,0.1"], "nnrun -m under torchrun"),
     (["device=cuda"], "device=cuda"),
 ])
