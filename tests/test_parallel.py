@@ -118,6 +118,14 @@ def test_one_run_directory_chosen_by_rank_0(tmp_path):
     assert log.count("nnrun: run ") == 1  # rank 1's lines are dropped, not interleaved
     assert done.stdout.count("nnrun: run ") == 1
 
+    # The ranks' evaluation, summed, is a single process's on the same weights: nnrun-eval
+    # of best.pt in one process gives the run's best val/loss.
+    evaluated = subprocess.run([str(Path(sys.executable).parent / "nnrun-eval"), str(run_dir),
+                                "--split", "val"], capture_output=True, text=True, timeout=120)
+    assert evaluated.returncode == 0, evaluated.stderr
+    alone = json.loads((run_dir / "evaluations" / "best-val.json").read_text())
+    assert alone["val/loss"] == pytest.approx(metrics(run_dir)["best/val/loss"], rel=1e-9)
+
 
 def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path) -> None:
     deadline = time.monotonic() + 120
