@@ -241,13 +241,16 @@ def test_a_half_configured_launch_is_refused(tmp_path, setting, says):
     assert list(tmp_path.iterdir()) == []
 
 
+SLOW = pytest.mark.slow  # ~8 s each: the default suite keeps one refusal of each kind of check
+
+
 @pytest.mark.parametrize("job, says", [
     (["model=least_squares", "data=boston", "data.root=DATA"],
      "model=least_squares cannot train data-parallel"),
-    (["data=trig", "model=mlp"], "data=trig cannot train data-parallel"),
+    pytest.param(["data=trig", "model=mlp"], "data=trig cannot train data-parallel", marks=SLOW),
     (["experiment=dlfs/ch6_char_rnn", "data.root=DATA"], "with model.stateful=true cannot"),
     (["-m", "optimizer.lr=0.01,0.1"], "nnrun -m under torchrun"),
-    (["device=cuda"], "device=cuda"),
+    pytest.param(["device=cuda"], "device=cuda", marks=SLOW),
 ])
 def test_what_cannot_run_data_parallel_is_refused_in_one_line(tmp_path, job, says, data_root):
     job = [a.replace("DATA", str(data_root)) for a in job]
