@@ -92,6 +92,7 @@ def test_two_processes_train_as_one_at_twice_the_batch(tmp_path, data_root):
     assert "x 2 processes" in two.stdout and two.stdout.count("nnrun: completed") == 1
 
 
+@pytest.mark.slow  # ~15 s: the MNIST equivalence above is the default suite's
 def test_a_summed_loss_trains_as_one_process_too(tmp_path):
     """With `task.reduction=sum` the ranks' gradients must add up, not average: 2 processes at
     batch 16 train as one process at 32 (an uneven last batch included), to float rounding."""
@@ -241,7 +242,7 @@ def test_a_half_configured_launch_is_refused(tmp_path, setting, says):
     assert list(tmp_path.iterdir()) == []
 
 
-SLOW = pytest.mark.slow  # ~8 s each: the default suite keeps one refusal of each kind of check
+SLOW = pytest.mark.slow  # ~8 s each: the default suite keeps a model's and a char model's
 
 
 @pytest.mark.parametrize("job, says", [
@@ -249,7 +250,7 @@ SLOW = pytest.mark.slow  # ~8 s each: the default suite keeps one refusal of eac
      "model=least_squares cannot train data-parallel"),
     pytest.param(["data=trig", "model=mlp"], "data=trig cannot train data-parallel", marks=SLOW),
     (["experiment=dlfs/ch6_char_rnn", "data.root=DATA"], "with model.stateful=true cannot"),
-    (["-m", "optimizer.lr=0.01,0.1"], "nnrun -m under torchrun"),
+    pytest.param(["-m", "optimizer.lr=0.01,0.1"], "nnrun -m under torchrun", marks=SLOW),
     pytest.param(["device=cuda"], "device=cuda", marks=SLOW),
 ])
 def test_what_cannot_run_data_parallel_is_refused_in_one_line(tmp_path, job, says, data_root):
