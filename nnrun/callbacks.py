@@ -31,10 +31,7 @@ class RunDirGuard(Callback):
     its lock, in `nnrun.rundir.RunDir`."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            launch = launch_env()
-        except NnrunError as err:
-            raise PastHydra(err) from None
+        launch = this_launch()
         run_dir = Path(config.hydra.run.dir)
         if launch is not None:  # one rank of a torchrun run: rank 0 chooses the directory
             from nnrun import parallel  # torch: only for a run that is starting
@@ -64,10 +61,7 @@ class RunDirGuard(Callback):
         (`trainer.resume=auto`), and a sweep directory that cannot be created; create nothing
         (the launcher creates the directory when it starts the first job, after the sweeper
         has checked its own settings)."""
-        try:
-            launch = launch_env()
-        except NnrunError as err:
-            raise PastHydra(err) from None
+        launch = this_launch()
         if launch is not None:
             raise PastHydra(ConfigError(
                 "nnrun -m under torchrun: each process would run the whole sweep; run the sweep "
@@ -82,6 +76,14 @@ class RunDirGuard(Callback):
         blocked = unwritable(sweep_dir)
         if blocked is not None:
             raise PastHydra(ConfigError(cannot_create(sweep_dir, blocked, "hydra.sweep.dir")))
+
+
+def this_launch() -> Any:
+    """`launch.launch_env()`, its refusal of a half-configured launch carried past Hydra."""
+    try:
+        return launch_env()
+    except NnrunError as err:
+        raise PastHydra(err) from None
 
 
 def holds_sweep(sweep_dir: Path) -> bool:

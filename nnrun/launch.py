@@ -8,6 +8,7 @@ half-configured launch is refused leaving nothing behind.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -100,8 +101,6 @@ def from_slurm_tasks() -> None:
     `nodes` above 1, or `submitit_local` with `tasks_per_node`): each task is one rank; export
     the variables torchrun would set, as submitit's own helper for torch.distributed does.
     Nothing for a job of one task, or outside submitit."""
-    import sys
-
     if "submitit" not in sys.modules or any(name in os.environ for name in SAYS_LAUNCH):
         return
     from submitit import JobEnvironment
